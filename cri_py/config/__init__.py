@@ -1,0 +1,20 @@
+"""Daemon configuration: YAML file, drop-ins, command-line overrides."""
+
+from cri_py.config.load import ConfigError, load_config
+from cri_py.config.model import (
+    CniConfig,
+    Config,
+    RegistryConfig,
+    RuntimeHandler,
+    StreamingConfig,
+)
+
+__all__ = [
+    "CniConfig",
+    "Config",
+    "ConfigError",
+    "RegistryConfig",
+    "RuntimeHandler",
+    "StreamingConfig",
+    "load_config",
+]
