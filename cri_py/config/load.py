@@ -30,7 +30,14 @@ class ConfigError(Exception):
 
 
 # key -> expected kind; nested dicts describe nested sections
-_STR, _PATH, _INT, _BOOL, _STRLIST, _PATHLIST = "string", "path", "integer", "boolean", "list of strings", "list of paths"
+_STR, _PATH, _INT, _BOOL, _STRLIST, _PATHLIST = (
+    "string",
+    "path",
+    "integer",
+    "boolean",
+    "list of strings",
+    "list of paths",
+)
 _RUNTIME_KEYS = {
     "path": _PATH,
     "root": _PATH,

@@ -1,0 +1,1 @@
+"""The gRPC boundary: thin handlers that validate, call the services, and map errors."""

@@ -1,0 +1,143 @@
+"""Assemble the two CRI services and wrap every RPC once: readiness, logging, error mapping.
+
+Handlers live in per-area mixins (`status.py`, `sandbox.py`, `container.py`, `image.py`,
+`streaming.py`); this module composes them and installs the wrapper, so no handler maps
+errors or logs on its own.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING, Any
+
+import grpc
+
+from cri_py.api import api_pb2, api_pb2_grpc
+from cri_py.errors import CriError, Unavailable
+from cri_py.server.container import ContainerHandlers
+from cri_py.server.errors import status_code_for
+from cri_py.server.image import ImageHandlers
+from cri_py.server.sandbox import SandboxHandlers
+from cri_py.server.status import ImageFsHandlers, StatusHandlers
+from cri_py.server.streaming import StreamingHandlers
+
+if TYPE_CHECKING:
+    from cri_py.daemon import Daemon
+
+log = logging.getLogger("cri_py.rpc")
+
+# CRI-O allows 80 MiB each way so List RPCs on a dense node fit.
+MAX_MESSAGE_BYTES = 80 * 1024 * 1024
+
+
+class RuntimeServicer(
+    StatusHandlers,
+    SandboxHandlers,
+    ContainerHandlers,
+    StreamingHandlers,
+    api_pb2_grpc.RuntimeServiceServicer,
+):
+    def __init__(self, daemon: Daemon) -> None:
+        self.daemon = daemon
+
+
+class ImageServicer(ImageHandlers, ImageFsHandlers, api_pb2_grpc.ImageServiceServicer):
+    def __init__(self, daemon: Daemon) -> None:
+        self.daemon = daemon
+
+
+def _request_ids(request: Any) -> dict[str, str]:
+    """The ids a request names, for the log line."""
+    ids: dict[str, str] = {}
+    for field in ("pod_sandbox_id", "container_id"):
+        value = getattr(request, field, "")
+        if isinstance(value, str) and value:
+            ids[field.removesuffix("_id")] = value[:13]
+    return ids
+
+
+def _unimplemented(rpc: str) -> Callable[..., Any]:
+    async def handler(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        log.debug("rpc done", extra={"rpc": rpc, "code": "UNIMPLEMENTED"})
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, f"{rpc} is not implemented by cri-py")
+
+    return handler
+
+
+def _wrap_unary(rpc: str, func: Callable[..., Any], daemon: Daemon) -> Callable[..., Any]:
+    async def handler(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        started = time.monotonic()
+        code = "OK"
+        try:
+            if not daemon.ready:
+                raise Unavailable("cri-py is starting up")
+            return await func(request, context)
+        except CriError as exc:
+            status = status_code_for(exc)
+            code = status.name
+            await context.abort(status, str(exc))
+        except Exception as exc:
+            if isinstance(exc, grpc.aio.AbortError):
+                raise
+            code = "INTERNAL"
+            log.exception("rpc failed", extra={"rpc": rpc, **_request_ids(request)})
+            await context.abort(grpc.StatusCode.INTERNAL, f"{rpc}: {type(exc).__name__}: {exc}")
+        except BaseException:
+            code = "CANCELLED"
+            raise
+        finally:
+            log.debug(
+                "rpc done",
+                extra={
+                    "rpc": rpc,
+                    **_request_ids(request),
+                    "code": code,
+                    "duration_ms": round((time.monotonic() - started) * 1000, 3),
+                },
+            )
+
+    return handler
+
+
+def _wrap_stream(rpc: str, func: Callable[..., AsyncIterator[Any]], daemon: Daemon) -> Callable[..., Any]:
+    async def handler(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
+        try:
+            if not daemon.ready:
+                raise Unavailable("cri-py is starting up")
+            async for item in func(request, context):
+                yield item
+        except CriError as exc:
+            await context.abort(status_code_for(exc), str(exc))
+
+    return handler
+
+
+def _install(servicer: Any, base: type, service_name: str, daemon: Daemon) -> None:
+    service = api_pb2.DESCRIPTOR.services_by_name[service_name]
+    for method in service.methods:
+        rpc = f"{service_name}/{method.name}"
+        implemented = getattr(type(servicer), method.name) is not getattr(base, method.name)
+        if not implemented:
+            setattr(servicer, method.name, _unimplemented(rpc))
+        elif method.server_streaming:
+            setattr(servicer, method.name, _wrap_stream(rpc, getattr(servicer, method.name), daemon))
+        else:
+            setattr(servicer, method.name, _wrap_unary(rpc, getattr(servicer, method.name), daemon))
+
+
+def build_server(daemon: Daemon) -> grpc.aio.Server:
+    server = grpc.aio.server(
+        options=[
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+        ]
+    )
+    runtime = RuntimeServicer(daemon)
+    image = ImageServicer(daemon)
+    _install(runtime, api_pb2_grpc.RuntimeServiceServicer, "RuntimeService", daemon)
+    _install(image, api_pb2_grpc.ImageServiceServicer, "ImageService", daemon)
+    api_pb2_grpc.add_RuntimeServiceServicer_to_server(runtime, server)
+    api_pb2_grpc.add_ImageServiceServicer_to_server(image, server)
+    return server

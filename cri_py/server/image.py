@@ -1,0 +1,5 @@
+"""ImageService handlers (placeholder until its owner lands the handlers)."""
+
+
+class ImageHandlers:
+    pass

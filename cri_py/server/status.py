@@ -1,0 +1,113 @@
+"""Version, Status, RuntimeConfig, UpdateRuntimeConfig and the day-one ImageFsInfo."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import TYPE_CHECKING, Any
+
+import cri_py
+from cri_py.api import api_pb2
+from cri_py.fsusage import directory_usage
+from cri_py.server.context import Context
+
+if TYPE_CHECKING:
+    from cri_py.daemon import Daemon
+
+log = logging.getLogger("cri_py.server")
+
+
+class StatusHandlers:
+    daemon: Daemon
+
+    async def Version(self, request: api_pb2.VersionRequest, context: Context) -> api_pb2.VersionResponse:
+        return api_pb2.VersionResponse(
+            version="0.1.0",  # the kubelet runtime API version string, fixed by the CRI
+            runtime_name="cri-py",
+            runtime_version=cri_py.__version__,
+            runtime_api_version="v1",
+        )
+
+    async def Status(self, request: api_pb2.StatusRequest, context: Context) -> api_pb2.StatusResponse:
+        net_ready, net_reason, net_message = self.daemon.network_status()
+        conditions = [
+            api_pb2.RuntimeCondition(type="RuntimeReady", status=True),
+            api_pb2.RuntimeCondition(
+                type="NetworkReady", status=net_ready, reason=net_reason, message=net_message
+            ),
+        ]
+        config = self.daemon.config
+        handlers = [
+            api_pb2.RuntimeHandler(
+                name=name if name != config.default_runtime else "",
+                features=api_pb2.RuntimeHandlerFeatures(
+                    recursive_read_only_mounts=handler.recursive_read_only_mounts,
+                    user_namespaces=False,
+                ),
+            )
+            for name, handler in sorted(config.runtimes.items())
+            if handler.path.exists()
+        ]
+        # the default handler is also reachable by its own name
+        default = config.runtimes[config.default_runtime]
+        handlers.append(
+            api_pb2.RuntimeHandler(
+                name=config.default_runtime,
+                features=api_pb2.RuntimeHandlerFeatures(
+                    recursive_read_only_mounts=default.recursive_read_only_mounts
+                ),
+            )
+        )
+        info: dict[str, str] = {}
+        if request.verbose:
+            info["config"] = json.dumps(config.to_json())
+        return api_pb2.StatusResponse(
+            status=api_pb2.RuntimeStatus(conditions=conditions),
+            info=info,
+            runtime_handlers=handlers,
+            features=api_pb2.RuntimeFeatures(supplemental_groups_policy=True),
+        )
+
+    async def RuntimeConfig(
+        self, request: api_pb2.RuntimeConfigRequest, context: Context
+    ) -> api_pb2.RuntimeConfigResponse:
+        driver = (
+            api_pb2.CgroupDriver.SYSTEMD
+            if self.daemon.config.cgroup_driver == "systemd"
+            else api_pb2.CgroupDriver.CGROUPFS
+        )
+        return api_pb2.RuntimeConfigResponse(linux=api_pb2.LinuxRuntimeConfiguration(cgroup_driver=driver))
+
+    async def UpdateRuntimeConfig(
+        self, request: api_pb2.UpdateRuntimeConfigRequest, context: Context
+    ) -> api_pb2.UpdateRuntimeConfigResponse:
+        # kubelet sends the node's pod CIDR; CNI confs carry their own ranges, so it is only recorded.
+        cidr = request.runtime_config.network_config.pod_cidr
+        if cidr != self.daemon.pod_cidr:
+            log.info("pod CIDR updated", extra={"pod_cidr": cidr})
+            self.daemon.pod_cidr = cidr
+        return api_pb2.UpdateRuntimeConfigResponse()
+
+
+class ImageFsHandlers:
+    """ImageFsInfo from the real directories; kubelet and crictl call it to validate a connection."""
+
+    daemon: Daemon
+
+    async def ImageFsInfo(
+        self, request: api_pb2.ImageFsInfoRequest, context: Context
+    ) -> api_pb2.ImageFsInfoResponse:
+        def usage(path: Any) -> api_pb2.FilesystemUsage:
+            used, inodes = directory_usage(path)
+            return api_pb2.FilesystemUsage(
+                timestamp=self.daemon.now_ns(),
+                fs_id=api_pb2.FilesystemIdentifier(mountpoint=str(path)),
+                used_bytes=api_pb2.UInt64Value(value=used),
+                inodes_used=api_pb2.UInt64Value(value=inodes),
+            )
+
+        root = self.daemon.config.root
+        return api_pb2.ImageFsInfoResponse(
+            image_filesystems=[usage(root / "images")],
+            container_filesystems=[usage(root / "containers")],
+        )
