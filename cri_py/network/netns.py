@@ -1,0 +1,198 @@
+"""Pinned network namespaces, created and inspected through pyroute2 without forking.
+
+Namespaces belong to threads on Linux: a short-lived thread of our own unshares or joins a
+namespace, does its netlink work there and goes back, so the daemon never forks (pyroute2's
+own netns helpers start a child process for each call, which costs tens of milliseconds).
+The thread is never reused, so a failed return to the host namespace cannot leak into other
+work.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+from pyroute2 import IPRoute
+
+T = TypeVar("T")
+
+_CLONE_NEWNET = 0x40000000
+_MS_BIND = 4096
+_MS_REC = 16384
+_MS_SHARED = 1 << 20
+_MNT_DETACH = 2
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _check(ret: int, what: str, path: Path | str) -> None:
+    if ret != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}", str(path))
+
+
+def _in_thread(work: Callable[[], T]) -> T:
+    """Run `work` on a fresh thread and hand back its result or exception."""
+    box: list[T] = []
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            box.append(work())
+        except BaseException as exc:  # noqa: BLE001 - carried over to the caller
+            failure.append(exc)
+
+    thread = threading.Thread(target=run, name="cri-py-netns", daemon=True)
+    thread.start()
+    thread.join()
+    if failure:
+        raise failure[0]
+    return box[0]
+
+
+def _ensure_shared_dir(netns_dir: Path) -> None:
+    """Make the pin directory a shared mount, as iproute2 does for /run/netns.
+
+    Mount namespaces created later (runtimes, conmon) get a copy of every pin; with shared
+    propagation our unmount reaches those copies too, so the namespace really goes away.
+    """
+    netns_dir.mkdir(parents=True, exist_ok=True)
+    path = bytes(netns_dir)
+    if _libc.mount(b"", path, b"none", _MS_SHARED | _MS_REC, None) == 0:
+        return
+    # not a mount point yet: bind it onto itself first, then share it
+    _check(_libc.mount(path, path, b"none", _MS_BIND | _MS_REC, None), "bind netns dir", netns_dir)
+    _check(_libc.mount(b"", path, b"none", _MS_SHARED | _MS_REC, None), "share netns dir", netns_dir)
+
+
+def _is_shared_mount(netns_dir: Path) -> bool:
+    target = str(netns_dir)
+    try:
+        with open("/proc/self/mountinfo") as mountinfo:
+            for line in mountinfo:
+                fields = line.split()
+                if fields[4] == target:
+                    return any(f.startswith("shared:") for f in fields[6 : fields.index("-")])
+    except OSError:
+        return False
+    return False
+
+
+def pinned_netns_path(run_dir: Path, pod_id: str) -> Path:
+    return run_dir / "netns" / f"cri-py-{pod_id[:32]}"
+
+
+def create_pinned_netns(run_dir: Path, pod_id: str) -> Path:
+    """Create a new network namespace with loopback up, pinned under run_dir/netns/."""
+    path = pinned_netns_path(run_dir, pod_id)
+    netns_dir = path.parent
+    if not _is_shared_mount(netns_dir):
+        _ensure_shared_dir(netns_dir)
+    fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0o444)
+    os.close(fd)
+
+    def work() -> None:
+        host = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+        try:
+            _check(_libc.unshare(_CLONE_NEWNET), "unshare netns", path)
+            try:
+                with IPRoute() as ipr:
+                    ipr.link("set", index=1, state="up")
+                own = b"/proc/thread-self/ns/net"
+                _check(_libc.mount(own, bytes(path), b"none", _MS_BIND, None), "pin netns", path)
+            finally:
+                _check(_libc.setns(host, _CLONE_NEWNET), "return to host netns", path)
+        finally:
+            os.close(host)
+
+    try:
+        _in_thread(work)
+    except BaseException:
+        remove_pinned_netns(path)
+        raise
+    return path
+
+
+def remove_pinned_netns(path: Path) -> None:
+    """Unpin and delete a namespace; nothing happens if it is gone already."""
+    if _libc.umount2(bytes(path), _MNT_DETACH) != 0:
+        err = ctypes.get_errno()
+        if err not in (errno.EINVAL, errno.ENOENT):
+            raise OSError(err, f"unmount netns: {os.strerror(err)}", str(path))
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass
+
+
+def is_pinned_netns(path: Path) -> bool:
+    """True when `path` is a live namespace pin (an nsfs mount), not a leftover file."""
+    # a bind-mounted nsfs inode lives on another device than the directory holding it
+    try:
+        return os.stat(path).st_dev != os.stat(path.parent).st_dev
+    except OSError:
+        return False
+
+
+def netns_inode(path: Path) -> int | None:
+    try:
+        return os.stat(path).st_ino
+    except OSError:
+        return None
+
+
+def run_in_netns(path: Path, work: Callable[[IPRoute], T]) -> T:
+    """Call `work` with a netlink socket that lives in the namespace pinned at `path`."""
+
+    def inside() -> T:
+        target = os.open(path, os.O_RDONLY)
+        host = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+        try:
+            _check(_libc.setns(target, _CLONE_NEWNET), "enter netns", path)
+            try:
+                # the socket stays bound to the namespace it was opened in
+                ipr = IPRoute()
+            finally:
+                _check(_libc.setns(host, _CLONE_NEWNET), "return to host netns", path)
+        finally:
+            os.close(target)
+            os.close(host)
+        with ipr:
+            return work(ipr)
+
+    return _in_thread(inside)
+
+
+def interface_stats(path: Path) -> dict[str, tuple[int, int]]:
+    """Received and transmitted bytes per interface inside the namespace (loopback left out)."""
+
+    def collect(ipr: IPRoute) -> dict[str, tuple[int, int]]:
+        stats: dict[str, tuple[int, int]] = {}
+        for link in ipr.get_links():
+            name = link.get_attr("IFLA_IFNAME")
+            if name == "lo":
+                continue
+            counters = link.get_attr("IFLA_STATS64") or link.get_attr("IFLA_STATS") or {}
+            stats[name] = (int(counters.get("rx_bytes", 0)), int(counters.get("tx_bytes", 0)))
+        return stats
+
+    return run_in_netns(path, collect)
+
+
+def interface_addresses(path: Path) -> dict[str, list[str]]:
+    """The addresses (without prefix length) on each interface inside the namespace."""
+
+    def collect(ipr: IPRoute) -> dict[str, list[str]]:
+        names = {link["index"]: link.get_attr("IFLA_IFNAME") for link in ipr.get_links()}
+        found: dict[str, list[str]] = {}
+        for addr in ipr.get_addr():
+            name = names.get(addr["index"], str(addr["index"]))
+            found.setdefault(name, []).append(addr.get_attr("IFA_ADDRESS"))
+        return found
+
+    return run_in_netns(path, collect)
