@@ -1,0 +1,301 @@
+"""Pull an image: resolve the manifest, then fetch, verify and unpack layers concurrently.
+
+Each layer streams from the registry into a worker thread that, in one pass, writes the
+compressed blob to an ingest file, hashes it, decompresses, hashes the tar and unpacks it.
+Nothing becomes visible until the blob digest, the size and the diff id all check out.
+A layer another pull is already fetching is awaited, not fetched twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import platform
+import shutil
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cri_py.api import api_pb2
+from cri_py.config.model import Config
+from cri_py.errors import Internal, InvalidArgument, NotFound
+from cri_py.image import mediatypes as mt
+from cri_py.image.auth import Credentials
+from cri_py.image.content import ContentStore, DigestMismatch, chain_ids
+from cri_py.image.local import diff_ids_of, parse_manifest
+from cri_py.image.pipe import ChunkPipe, ReaderGone
+from cri_py.image.reference import Reference
+from cri_py.image.registry import RegistryClient, RegistrySession
+from cri_py.image.unpack import Readable, UnpackLimits, UnpackResult, unpack_file, unpack_layer
+
+MAX_CONCURRENT_LAYERS = 4
+_CHUNK = 1 << 20
+
+
+@dataclass
+class PullResult:
+    manifest_digest: str  # the platform's manifest
+    repo_digest: str  # what the tag or digest named: the index, when there is one
+    manifest: dict[str, Any]
+    config: dict[str, Any]
+    chains: list[str]
+
+
+def host_platform() -> tuple[str, str, str]:
+    machine = platform.machine().lower()
+    arch, variant = {
+        "x86_64": ("amd64", ""),
+        "amd64": ("amd64", ""),
+        "aarch64": ("arm64", "v8"),
+        "arm64": ("arm64", "v8"),
+        "armv7l": ("arm", "v7"),
+        "armv6l": ("arm", "v6"),
+        "i686": ("386", ""),
+        "i386": ("386", ""),
+        "ppc64le": ("ppc64le", ""),
+        "s390x": ("s390x", ""),
+        "riscv64": ("riscv64", ""),
+    }.get(machine, (machine, ""))
+    return "linux", arch, variant
+
+
+def select_platform(index: dict[str, Any], want: tuple[str, str, str] | None = None) -> dict[str, Any]:
+    """The index entry for this machine; an arm64 entry without a variant counts as v8."""
+    os_name, arch, variant = want or host_platform()
+    best: dict[str, Any] | None = None
+    for entry in index.get("manifests") or []:
+        if (entry.get("annotations") or {}).get("vnd.docker.reference.type") == "attestation-manifest":
+            continue
+        plat = entry.get("platform") or {}
+        if plat.get("os") != os_name or plat.get("architecture") != arch:
+            continue
+        have = plat.get("variant", "")
+        if have == variant:
+            return dict(entry)
+        if best is None and (not have or not variant or (arch == "arm64" and have == "v8")):
+            best = entry
+    if best is None:
+        found = sorted(
+            "/".join(
+                filter(
+                    None, ((e.get("platform") or {}).get(k, "") for k in ("os", "architecture", "variant"))
+                )
+            )
+            for e in index.get("manifests") or []
+        )
+        want_text = "/".join(filter(None, (os_name, arch, variant)))
+        raise NotFound(f"no image for platform {want_text} in the index (has: {', '.join(found) or 'none'})")
+    return dict(best)
+
+
+class _Tee:
+    """Reads from the pipe; writes and hashes the compressed bytes on the way through."""
+
+    def __init__(self, source: Readable, fd: int, expected_size: int) -> None:
+        self._source = source
+        self._fd = fd
+        self._expected = expected_size
+        self.sha = hashlib.sha256()
+        self.count = 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._source.read(size)
+        if data:
+            self.count += len(data)
+            if self._expected >= 0 and self.count > self._expected:
+                raise DigestMismatch(f"blob is larger than its descriptor's {self._expected} bytes")
+            self.sha.update(data)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(self._fd, view) :]
+        return data
+
+    def drain(self) -> None:
+        while self.read(_CHUNK):
+            pass
+
+
+def _ingest(
+    pipe: ChunkPipe, fd: int, expected_size: int, unpack_dir: Path | None, limits: UnpackLimits
+) -> tuple[str, int, UnpackResult | None]:
+    """Worker thread: blob to file + hash, and unpack in the same pass when asked."""
+    tee = _Tee(pipe, fd, expected_size)
+    try:
+        result = unpack_layer(tee, unpack_dir, limits) if unpack_dir is not None else None
+        tee.drain()
+        os.fsync(fd)
+        return "sha256:" + tee.sha.hexdigest(), tee.count, result
+    finally:
+        pipe.reader_done()
+
+
+class Puller:
+    def __init__(self, config: Config, content: ContentStore, limits: UnpackLimits) -> None:
+        self.config = config
+        self.content = content
+        self.limits = limits
+        self.client = RegistryClient(config)
+        self._layers: dict[str, asyncio.Task[None]] = {}
+        self._sem = asyncio.Semaphore(MAX_CONCURRENT_LAYERS)
+
+    async def close(self) -> None:
+        for task in list(self._layers.values()):
+            task.cancel()
+        await asyncio.gather(*self._layers.values(), return_exceptions=True)
+        await self.client.close()
+
+    async def pull(
+        self, ref: Reference, auth: api_pb2.AuthConfig | None, hold: Callable[[Iterable[str]], None]
+    ) -> PullResult:
+        session = self.client.session(ref, Credentials.from_auth(auth))
+        body, media_type = await session.manifest(ref.pull_target)
+        repo_digest = _digest(body)
+        if ref.digest and repo_digest != ref.digest:
+            raise DigestMismatch(f"{ref}: registry sent a manifest with digest {repo_digest}")
+        index_body: bytes | None = None
+        doc = _json(body, f"{ref}: manifest")
+        media_type = doc.get("mediaType") or media_type
+        if media_type in mt.INDEXES or ("manifests" in doc and "layers" not in doc):
+            entry = select_platform(doc)
+            index_body = body
+            body, media_type = await session.manifest(entry["digest"])
+            if _digest(body) != entry["digest"]:
+                raise DigestMismatch(f"{ref}: platform manifest does not match {entry['digest']}")
+            # the repo digest stays the index digest: that is what the user asked for
+        manifest = parse_manifest(body)
+        config_desc = manifest["config"]
+        hold([repo_digest, _digest(body), config_desc["digest"]])
+        config_bytes = await self._small_blob(session, config_desc)
+        config = _json(config_bytes, f"{ref}: image config")
+        diff_ids = diff_ids_of(config, manifest)
+        chains = chain_ids(diff_ids)
+        hold([*(d["digest"] for d in manifest["layers"]), *chains])
+        for desc in manifest["layers"]:
+            if desc.get("mediaType", mt.OCI_LAYER) not in mt.LAYERS:
+                raise InvalidArgument(f"{ref}: unsupported layer media type {desc.get('mediaType')!r}")
+        tasks = [
+            self._layer(session, desc, diff_id, chain)
+            for desc, diff_id, chain in zip(manifest["layers"], diff_ids, chains, strict=True)
+        ]
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        for outcome in results:
+            if isinstance(outcome, BaseException):
+                raise outcome
+        self.content.write_blob(config_bytes, config_desc["digest"])
+        self.content.write_blob(body)
+        if index_body is not None:
+            self.content.write_blob(index_body)
+        return PullResult(_digest(body), repo_digest, manifest, config, chains)
+
+    async def _small_blob(self, session: RegistrySession, desc: dict[str, Any]) -> bytes:
+        digest = desc["digest"]
+        if self.content.has_blob(digest):
+            return await asyncio.to_thread(self.content.read_blob, digest)
+        async with session.blob(digest) as resp:
+            data = await resp.aread()
+        if _digest(data) != digest or len(data) != int(desc.get("size", len(data))):
+            raise DigestMismatch(
+                f"registry {session.ref.domain} ({session.ref}): config {digest} does not verify"
+            )
+        return data
+
+    async def _layer(self, session: RegistrySession, desc: dict[str, Any], diff_id: str, chain: str) -> None:
+        task = self._layers.get(chain)
+        if task is None:
+            task = asyncio.create_task(self._fetch_layer(session, desc, diff_id, chain))
+            self._layers[chain] = task
+            task.add_done_callback(
+                lambda t: self._layers.pop(chain, None) if self._layers.get(chain) is t else None
+            )
+        await asyncio.shield(task)
+
+    async def _fetch_layer(
+        self, session: RegistrySession, desc: dict[str, Any], diff_id: str, chain: str
+    ) -> None:
+        digest = desc["digest"]
+        have_blob = self.content.has_blob(digest)
+        have_layer = self.content.has_layer(chain)
+        if have_blob and have_layer:
+            return
+        async with self._sem:
+            if have_blob:
+                await asyncio.to_thread(self._unpack_stored, digest, diff_id, chain)
+                return
+            await self._stream_layer(session, desc, diff_id, chain, unpack=not have_layer)
+
+    def _unpack_stored(self, digest: str, diff_id: str, chain: str) -> None:
+        tmp = self.content.new_layer_tmp()
+        try:
+            result = unpack_file(self.content.blob_path(digest), tmp / "diff", self.limits)
+            if result.diff_id != diff_id:
+                raise DigestMismatch(f"layer {digest} unpacks to {result.diff_id}, the config says {diff_id}")
+            self.content.commit_layer(tmp, chain)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    async def _stream_layer(
+        self, session: RegistrySession, desc: dict[str, Any], diff_id: str, chain: str, unpack: bool
+    ) -> None:
+        digest = desc["digest"]
+        size = int(desc.get("size", -1))
+        what = f"registry {session.endpoint.describe() if session.endpoint else session.ref.domain} ({session.ref})"
+        fd, ingest = self.content.new_ingest()
+        tmp = self.content.new_layer_tmp() if unpack else None
+        loop = asyncio.get_running_loop()
+        pipe = ChunkPipe(loop)
+        worker = asyncio.ensure_future(
+            asyncio.to_thread(_ingest, pipe, fd, size, tmp / "diff" if tmp else None, self.limits)
+        )
+        try:
+            try:
+                async with session.blob(digest, list(desc.get("urls") or [])) as resp:
+                    async for chunk in resp.aiter_raw():
+                        await pipe.put(chunk)
+                pipe.close()
+            except ReaderGone:
+                pass  # the worker failed: its exception says why
+            except BaseException as exc:
+                pipe.abort(exc)
+                await asyncio.gather(worker, return_exceptions=True)
+                raise
+            try:
+                got_digest, got_size, result = await worker
+            except DigestMismatch as exc:
+                raise DigestMismatch(f"{what}: layer {digest}: {exc}") from exc
+            except Internal as exc:
+                raise type(exc)(f"{what}: layer {digest}: {exc}") from exc
+            if size >= 0 and got_size != size:
+                raise DigestMismatch(
+                    f"{what}: layer {digest}: got {got_size} bytes, the manifest says {size}"
+                )
+            if got_digest != digest:
+                raise DigestMismatch(f"{what}: layer {digest}: content hashes to {got_digest}")
+            if result is not None and result.diff_id != diff_id:
+                raise DigestMismatch(
+                    f"{what}: layer {digest} unpacks to {result.diff_id}, the config says {diff_id}"
+                )
+            self.content.commit_blob(ingest, digest)
+            if tmp is not None:
+                self.content.commit_layer(tmp, chain)
+        finally:
+            os.close(fd)
+            ingest.unlink(missing_ok=True)
+            if tmp is not None:
+                shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _digest(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def _json(data: bytes, what: str) -> dict[str, Any]:
+    try:
+        value = json.loads(data)
+    except ValueError as exc:
+        raise Internal(f"{what} is not JSON: {exc}") from exc
+    if not isinstance(value, dict):
+        raise Internal(f"{what} is not a JSON object")
+    return value

@@ -1,0 +1,269 @@
+"""The image service: what the ImageService RPCs and the container code ask about images.
+
+Records live in the daemon's database (table `images`); content lives in the content store.
+Removal deletes the record first (so no List or Status that starts afterwards can see it)
+and then collects blobs and layers no remaining image references.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import logging
+import re
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cri_py.api import api_pb2
+from cri_py.config.model import Config
+from cri_py.errors import FailedPrecondition, InvalidArgument, NotFound
+from cri_py.image import build
+from cri_py.image import reference as refs
+from cri_py.image.content import ContentStore
+from cri_py.image.local import load_json_blob, make_record, parse_manifest, unpack_stored_layers
+from cri_py.image.model import ImageRecord
+from cri_py.image.pull import Puller, PullResult
+from cri_py.image.unpack import UnpackLimits
+from cri_py.storage.usage import disk_usage
+from cri_py.store import Database, RecordTable
+
+log = logging.getLogger(__name__)
+
+_HEX_PREFIX = re.compile(r"^(?:sha256:)?([a-f0-9]{1,64})$")
+
+
+@dataclass(frozen=True)
+class FsUsage:
+    mountpoint: Path
+    used_bytes: int
+    inodes_used: int
+
+
+class ImageService:
+    def __init__(self, config: Config, db: Database, limits: UnpackLimits | None = None) -> None:
+        self.config = config
+        self.content = ContentStore(config.root / "images")
+        self.limits = limits or UnpackLimits()
+        self._images: RecordTable[ImageRecord] = RecordTable(db, "images", ImageRecord.from_dict)
+        self._db = db
+        # set by the daemon: is any container (running or not) using this image id?
+        self.in_use: Callable[[str], bool] = lambda _image_id: False
+        self._puller = Puller(config, self.content, self.limits)
+        self._pulls: dict[str, asyncio.Task[ImageRecord]] = {}
+        # digests and chain ids an unfinished pull relies on: garbage collection leaves them alone
+        self._pinned_content: Counter[str] = Counter()
+        self._gc_lock = asyncio.Lock()
+
+    # life cycle
+
+    async def start(self) -> None:
+        """Prepare the store, drop leftovers of interrupted pulls, build the pause image if missing."""
+        await asyncio.to_thread(self._prepare)
+        await self.ensure_pause_image()
+
+    def _prepare(self) -> None:
+        self.content.prepare()
+        self.content.cleanup_temporaries()
+
+    async def close(self) -> None:
+        tasks = list(self._pulls.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._puller.close()
+
+    async def ensure_pause_image(self) -> ImageRecord:
+        name = refs.parse(self.config.pause_image).tagged()
+        existing = self._find(name)
+        if existing is not None and all(self.content.has_layer(c) for c in existing.layers):
+            return existing
+        record = await asyncio.to_thread(self._build_pause, name)
+        self._commit(record)
+        log.info("built the pause image %s (%s) from %s", name, record.id, self.config.catatonit)
+        return record
+
+    def _build_pause(self, name: str) -> ImageRecord:
+        built = build.pause_image(self.config.catatonit)
+        self.content.write_blob(built.config)
+        for lay in built.layers:
+            self.content.write_blob(lay.blob)
+        manifest_digest = self.content.write_blob(built.manifest)
+        manifest = parse_manifest(built.manifest)
+        config = load_json_blob(self.content, built.config_digest)
+        chains = unpack_stored_layers(self.content, manifest, config, self.limits)
+        return make_record(self.content, manifest_digest, manifest, config, chains, [name], [], pinned=True)
+
+    # lookups
+
+    def _find(self, ref_or_id: str) -> ImageRecord | None:
+        if not ref_or_id:
+            return None
+        exact = self._images.get(ref_or_id) or self._images.get("sha256:" + ref_or_id)
+        if exact is not None:
+            return exact
+        try:
+            ref = refs.parse_raw(ref_or_id)
+        except InvalidArgument:
+            ref = None
+        if ref is not None:
+            if ref.digest:
+                wanted = ref.digested()
+                for rec in self._images.values():
+                    if wanted in rec.repo_digests:
+                        return rec
+            else:
+                wanted = f"{ref.repository}:{ref.tag or 'latest'}"
+                for rec in self._images.values():
+                    if wanted in rec.repo_tags:
+                        return rec
+        # crictl shows truncated ids: accept a unique prefix of at least a few hex digits
+        m = _HEX_PREFIX.match(ref_or_id)
+        if m and len(m.group(1)) >= 4:
+            prefix = "sha256:" + m.group(1)
+            found = [r for r in self._images.values() if r.id.startswith(prefix)]
+            if len(found) == 1:
+                return found[0]
+        return None
+
+    def resolve(self, ref_or_id: str) -> ImageRecord:
+        """By id (with or without `sha256:`), tag, digest reference or short name; else NotFound."""
+        if not ref_or_id:
+            raise InvalidArgument("image reference is required")
+        found = self._find(ref_or_id)
+        if found is None:
+            raise NotFound(f"image {ref_or_id!r} not found")
+        return found
+
+    def status(self, ref_or_id: str) -> ImageRecord | None:
+        """Like resolve, but an unknown image is None (ImageStatus answers empty, not an error)."""
+        if not ref_or_id:
+            raise InvalidArgument("image reference is required")
+        return self._find(ref_or_id)
+
+    def list(self, filter_ref: str = "") -> builtins.list[ImageRecord]:
+        if filter_ref:
+            found = self._find(filter_ref)
+            return [found] if found is not None else []
+        return sorted(self._images.values(), key=lambda r: r.id)
+
+    def layer_dirs(self, image: ImageRecord) -> builtins.list[Path]:
+        """Unpacked layer directories, bottom -> top."""
+        return [self.content.layer_dir(c) for c in image.layers]
+
+    def layer_links(self, image: ImageRecord) -> builtins.list[Path]:
+        """Short symlinks to the layer directories (same order as `layer_dirs`)."""
+        return [self.content.layer_link(c) for c in image.layers]
+
+    # pull
+
+    async def pull(self, ref: str, auth: api_pb2.AuthConfig | None = None) -> ImageRecord:
+        parsed = refs.parse(ref)
+        key = str(parsed)
+        task = self._pulls.get(key)
+        if task is None:
+            # one pull per reference; later callers join it. The task outlives a caller that
+            # gives up (kubelet retries), so a retry finds the work done or in progress.
+            task = asyncio.create_task(self._pull(parsed, auth), name=f"pull {key}")
+            self._pulls[key] = task
+            task.add_done_callback(lambda t, k=key: self._forget_pull(k, t))  # type: ignore[misc]
+        return await asyncio.shield(task)
+
+    def _forget_pull(self, key: str, task: asyncio.Task[ImageRecord]) -> None:
+        if self._pulls.get(key) is task:
+            del self._pulls[key]
+        if not task.cancelled():
+            task.exception()  # mark retrieved: a caller that gave up must not cause a warning
+
+    async def _pull(self, ref: refs.Reference, auth: api_pb2.AuthConfig | None) -> ImageRecord:
+        def hold(keys: Iterable[str]) -> None:
+            held.extend(keys)
+            self._pinned_content.update(keys)
+
+        held: list[str] = []
+        try:
+            result: PullResult = await self._puller.pull(ref, auth, hold)
+            tags = [ref.tagged()] if ref.tag and not ref.digest else []
+            record = make_record(
+                self.content,
+                result.manifest_digest,
+                result.manifest,
+                result.config,
+                result.chains,
+                tags,
+                [ref.digested(result.repo_digest)],
+            )
+            if result.repo_digest not in record.blobs:
+                record.blobs.append(result.repo_digest)
+            async with self._gc_lock:
+                self._commit(record)
+            return record
+        finally:
+            self._pinned_content.subtract(held)
+            self._pinned_content += Counter()  # drop zero counts
+
+    def _commit(self, record: ImageRecord) -> None:
+        """Store a record, merging with an existing one of the same id; a tag moves to it."""
+        with self._db.transaction() as conn:
+            old = self._images.get(record.id)
+            if old is not None:
+                record.repo_tags = _merge(old.repo_tags, record.repo_tags)
+                record.repo_digests = _merge(old.repo_digests, record.repo_digests)
+                record.pinned = record.pinned or old.pinned
+            for other in list(self._images.values()):
+                if other.id == record.id:
+                    continue
+                kept = [t for t in other.repo_tags if t not in record.repo_tags]
+                if kept != other.repo_tags:
+                    other.repo_tags = kept
+                    self._images.put(other, conn)
+            self._images.put(record, conn)
+
+    # removal
+
+    async def remove(self, ref_or_id: str) -> None:
+        """Remove the image with all its tags and digests; missing is fine, in use is refused."""
+        if not ref_or_id:
+            raise InvalidArgument("image reference is required")
+        async with self._gc_lock:
+            record = self._find(ref_or_id)
+            if record is None:
+                return
+            if record.pinned:
+                raise FailedPrecondition(f"image {ref_or_id!r} ({record.id}) is pinned and cannot be removed")
+            if self.in_use(record.id):
+                raise FailedPrecondition(f"image {ref_or_id!r} ({record.id}) is in use by a container")
+            self._images.delete(record.id)
+            await asyncio.to_thread(self._collect_garbage)
+
+    def _collect_garbage(self) -> None:
+        keep: set[str] = {k for k, n in self._pinned_content.items() if n > 0}
+        for rec in self._images.values():
+            keep.update(rec.blobs)
+            keep.update(rec.layers)
+        for chain in self.content.layer_ids():
+            if chain not in keep:
+                self.content.delete_layer(chain)
+        for digest in self.content.blob_digests():
+            if digest not in keep:
+                self.content.delete_blob(digest)
+
+    # usage
+
+    def fs_usage(self) -> FsUsage:
+        """Bytes and inodes of the image store as found on disk (blocking: call in a thread)."""
+        used, inodes = disk_usage(self.content.root)
+        return FsUsage(self.content.root, used, inodes)
+
+    def export_blobs(self, record: ImageRecord) -> dict[str, Any]:
+        return {"manifest": record.manifest_digest, "blobs": list(record.blobs)}
+
+
+def _merge(a: list[str], b: list[str]) -> list[str]:
+    out = list(a)
+    for x in b:
+        if x not in out:
+            out.append(x)
+    return out
