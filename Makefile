@@ -1,0 +1,43 @@
+# cri-py: `make run` starts the daemon with the default config, `make test` runs the whole suite.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+CONFIG ?= /etc/cri-py/cri-py.yaml
+CNI_CONF_DIR ?= /etc/cni/net.d
+
+.PHONY: install run test lint typecheck unit e2e proto bench clean-test-leftovers
+
+install:
+	hack/install-deps.sh
+
+# The default config and CNI network are installed only where the operator has none of their own.
+run: install
+	@install -d /etc/cri-py /etc/cri-py/cri-py.d $(CNI_CONF_DIR)
+	@[ -e $(CONFIG) ] || install -m 0644 conf/cri-py.yaml $(CONFIG)
+	@ls $(CNI_CONF_DIR)/*.conf* $(CNI_CONF_DIR)/*.json >/dev/null 2>&1 || install -m 0644 conf/cni/10-cri-py.conflist $(CNI_CONF_DIR)/
+	@hack/prepare-run-images
+	@echo "cri-py: serving on /run/cri-py/cri-py.sock (config $(CONFIG))"
+	@echo "  crictl --runtime-endpoint unix:///run/cri-py/cri-py.sock version"
+	@echo "  or put 'runtime-endpoint: unix:///run/cri-py/cri-py.sock' and 'image-endpoint: unix:///run/cri-py/cri-py.sock' in /etc/crictl.yaml"
+	exec $(VENV)/bin/cri-py serve --config $(CONFIG)
+
+test: install lint typecheck unit e2e
+
+lint:
+	$(VENV)/bin/ruff check cri_py tests hack
+	$(VENV)/bin/ruff format --check cri_py tests
+
+typecheck:
+	$(VENV)/bin/mypy
+
+unit:
+	$(VENV)/bin/pytest -q tests/unit
+
+e2e:
+	$(VENV)/bin/pytest -q tests/e2e
+
+proto:
+	hack/gen-proto.sh
+
+bench: install
+	$(PY) hack/bench --compare

@@ -1,0 +1,67 @@
+"""Fixtures for the end-to-end suite: real daemons, real runtimes, the suite's own pod network."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.e2e.daemon import E2E_BRIDGE, E2E_SUBNET, Daemon, running_daemon
+
+GUARD_RULE = ["FORWARD", "-s", E2E_SUBNET, "!", "-d", E2E_SUBNET, "-j", "DROP"]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    if os.geteuid() != 0:
+        skip = pytest.mark.skip(reason="the end-to-end suite needs root")
+        for item in items:
+            if "tests/e2e/" in str(item.fspath):
+                item.add_marker(skip)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def pod_network_guard() -> Iterator[None]:
+    """Pods on the suite's bridge may talk to each other and nothing else (see this-machine.md)."""
+    if os.geteuid() != 0 or shutil.which("iptables") is None:
+        yield
+        return
+    subprocess.run(["iptables", "-w", "-I", *GUARD_RULE], check=True)
+    try:
+        yield
+    finally:
+        subprocess.run(["iptables", "-w", "-D", *GUARD_RULE], check=False)
+        # the bridge plugin creates the bridge and leaves it; it belongs to the suite
+        subprocess.run(["ip", "link", "del", E2E_BRIDGE], check=False, capture_output=True)
+
+
+@pytest.fixture
+def cri_factory() -> Iterator[Any]:
+    """Start daemons with config overrides: `cri_factory({"log_size_max": 1024})`."""
+    stack: list[Any] = []
+
+    def start(overrides: dict[str, Any] | None = None) -> Daemon:
+        manager = running_daemon(overrides)
+        daemon = manager.__enter__()
+        stack.append(manager)
+        return daemon
+
+    yield start
+    errors: list[BaseException] = []
+    for manager in reversed(stack):
+        try:
+            manager.__exit__(None, None, None)
+        except BaseException as exc:  # report every daemon's leftovers, not just the first
+            errors.append(exc)
+    if errors:
+        raise errors[0]
+
+
+@pytest.fixture
+def cri(cri_factory: Any) -> Daemon:
+    """A fresh daemon for one test, with the suite's pod network configured."""
+    daemon: Daemon = cri_factory()
+    return daemon
