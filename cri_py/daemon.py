@@ -20,8 +20,11 @@ from typing import Any
 import grpc
 
 from cri_py.config import Config, ConfigError, load_config
+from cri_py.image.service import ImageService
 from cri_py.logs import set_level
+from cri_py.network.manager import NetworkManager
 from cri_py.server.app import build_server
+from cri_py.storage.rootfs import RootfsManager
 from cri_py.store import Database
 
 log = logging.getLogger("cri_py.daemon")
@@ -41,7 +44,12 @@ class Daemon:
         self.ready = False
         self.pod_cidr = ""
         self.db: Database | None = None
-        self.network: Any = None
+        self.images: ImageService | None = None
+        self.rootfs: RootfsManager | None = None
+        self.network: NetworkManager | None = None
+        self.pods: Any = None
+        self.containers: Any = None
+        self.streaming: Any = None
         self._server: grpc.aio.Server | None = None
         self._stopping = asyncio.Event()
 
@@ -56,8 +64,13 @@ class Daemon:
                 "NetworkPluginNotReady",
                 f"Network plugin returns error: no CNI configuration file in {self.config.cni.conf_dir}/",
             )
-        ready, reason, message = self.network.status()
-        return bool(ready), str(reason), str(message)
+        return self.network.status()
+
+    def _live_pod_ids(self) -> set[str]:
+        """Pods the store knows; CNI attachments of any other pod are garbage."""
+        if self.pods is None:
+            return set()
+        return set(self.pods.pod_ids())
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -68,7 +81,13 @@ class Daemon:
             directory.mkdir(parents=True, exist_ok=True)
         self.db = Database(config.root / "state.db")
         # ---- services wiring: each area adds its service here --------------------------------
+        self.images = ImageService(config, self.db)
+        self.rootfs = RootfsManager(config)
+        self.network = NetworkManager(config.cni, config.run_dir)
+        await self.images.start()
         # ---- end of services wiring ----------------------------------------------------------
+        # after the pods are known: releases CNI attachments of pods that no longer exist
+        await self.network.start(self._live_pod_ids)
         self.ready = True
 
     async def serve(self) -> None:
@@ -95,6 +114,10 @@ class Daemon:
             await self._server.stop(grace=2.0)
             self._server = None
         # ---- services shutdown: each area stops its background work here ---------------------
+        if self.network is not None:
+            await self.network.stop()
+        if self.images is not None:
+            await self.images.close()
         # ---- end of services shutdown --------------------------------------------------------
         if self.db is not None:
             self.db.close()

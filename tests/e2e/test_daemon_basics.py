@@ -33,7 +33,7 @@ def test_status_reports_both_conditions_and_config(cri: Daemon) -> None:
     status = cri.runtime.Status(api_pb2.StatusRequest(verbose=True))
     conditions = {c.type: c for c in status.status.conditions}
     assert conditions["RuntimeReady"].status is True
-    assert "NetworkReady" in conditions
+    assert conditions["NetworkReady"].status is True, conditions["NetworkReady"].message
     effective = json.loads(status.info["config"])
     assert effective["root"] == str(cri.root)
     handler_names = {h.name for h in status.runtime_handlers}
