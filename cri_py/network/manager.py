@@ -77,6 +77,7 @@ class NetworkManager:
         status_interval: float = 10.0,
         plugin_timeout: float = 60.0,
         skip_loopback: bool = True,
+        retry_interval: float = 5.0,
     ) -> None:
         self.config = config
         self.run_dir = run_dir
@@ -84,6 +85,7 @@ class NetworkManager:
         self.status_interval = status_interval
         self.plugin_timeout = plugin_timeout
         self.skip_loopback = skip_loopback
+        self.retry_interval = retry_interval
         self._cni_path = ":".join(str(d) for d in config.bin_dirs)
         self._cache = AttachmentCache(config.cache_dir)
         self._versions = VersionCache()
@@ -130,7 +132,7 @@ class NetworkManager:
                 signature = await asyncio.to_thread(conf_dir_signature, self.config.conf_dir)
                 ready = self._loaded is not None and self._loaded.default is not None
                 # an unusable conf may become usable when its plugin binary is installed
-                if signature != self._signature or (not ready and now - last_retry > 5.0):
+                if signature != self._signature or (not ready and now - last_retry > self.retry_interval):
                     last_retry = now
                     await self.reload()
                     last_status = now
