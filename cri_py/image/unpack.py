@@ -117,7 +117,9 @@ def decompressed(raw: Readable) -> Readable:
     if head.startswith(_GZIP_MAGIC):
         return cast(Readable, gzip.GzipFile(fileobj=cast(Any, stream), mode="rb"))
     if head.startswith(_ZSTD_MAGIC):
-        reader: Readable = zstandard.ZstdDecompressor().stream_reader(cast(Any, stream), read_across_frames=True)
+        reader: Readable = zstandard.ZstdDecompressor().stream_reader(
+            cast(Any, stream), read_across_frames=True
+        )
         return reader
     return stream
 

@@ -1,5 +1,118 @@
-"""ImageService handlers (placeholder until its owner lands the handlers)."""
+"""ImageService handlers: validate, call `daemon.images` / `daemon.rootfs`, build the reply."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import TYPE_CHECKING
+
+from cri_py.api import api_pb2
+from cri_py.errors import InvalidArgument, Unavailable
+from cri_py.fsusage import directory_usage
+from cri_py.image.model import ImageRecord
+from cri_py.image.service import ImageService
+from cri_py.server.context import Context
+from cri_py.storage.rootfs import RootfsManager
+
+if TYPE_CHECKING:
+    from cri_py.daemon import Daemon
+
+
+def image_message(record: ImageRecord) -> api_pb2.Image:
+    uid, username = record.uid_and_username()
+    msg = api_pb2.Image(
+        id=record.id,
+        repo_tags=record.repo_tags,
+        repo_digests=record.repo_digests,
+        size=record.size,
+        username=username,
+        spec=api_pb2.ImageSpec(image=record.id, annotations=record.annotations),
+        pinned=record.pinned,
+    )
+    if uid is not None:
+        msg.uid.value = uid
+    return msg
+
+
+def _verbose_info(record: ImageRecord) -> dict[str, str]:
+    info = {
+        "imageSpec": record.config,
+        "chainIDs": record.layers,
+        "manifestDigest": record.manifest_digest,
+        "pinned": record.pinned,
+    }
+    return {"info": json.dumps(info, sort_keys=True)}
 
 
 class ImageHandlers:
-    pass
+    daemon: Daemon
+
+    def _images(self) -> ImageService:
+        images = self.daemon.images
+        if images is None:
+            raise Unavailable("the image service is not running")
+        return images
+
+    def _rootfs(self) -> RootfsManager:
+        rootfs = self.daemon.rootfs
+        if rootfs is None:
+            raise Unavailable("the rootfs manager is not running")
+        return rootfs
+
+    async def PullImage(
+        self, request: api_pb2.PullImageRequest, context: Context
+    ) -> api_pb2.PullImageResponse:
+        ref = request.image.image
+        if not ref:
+            raise InvalidArgument("PullImage: image.image is required")
+        auth = request.auth if request.HasField("auth") else None
+        record = await self._images().pull(ref, auth)
+        return api_pb2.PullImageResponse(image_ref=record.id)
+
+    async def ImageStatus(
+        self, request: api_pb2.ImageStatusRequest, context: Context
+    ) -> api_pb2.ImageStatusResponse:
+        record = self._images().status(request.image.image)
+        if record is None:
+            # kubelet expects an empty answer for an unknown image, not NOT_FOUND
+            return api_pb2.ImageStatusResponse()
+        info = _verbose_info(record) if request.verbose else {}
+        return api_pb2.ImageStatusResponse(image=image_message(record), info=info)
+
+    async def ListImages(
+        self, request: api_pb2.ListImagesRequest, context: Context
+    ) -> api_pb2.ListImagesResponse:
+        wanted = request.filter.image.image if request.HasField("filter") else ""
+        records = self._images().list(wanted)
+        return api_pb2.ListImagesResponse(images=[image_message(r) for r in records])
+
+    async def RemoveImage(
+        self, request: api_pb2.RemoveImageRequest, context: Context
+    ) -> api_pb2.RemoveImageResponse:
+        await self._images().remove(request.image.image)
+        return api_pb2.RemoveImageResponse()
+
+    async def ImageFsInfo(
+        self, request: api_pb2.ImageFsInfoRequest, context: Context
+    ) -> api_pb2.ImageFsInfoResponse:
+        images_root = self._images().content.root
+        containers_root = self._rootfs().mountpoint()
+        (img_bytes, img_inodes), (ctr_bytes, ctr_inodes) = await asyncio.gather(
+            asyncio.to_thread(directory_usage, images_root),
+            # stays on the root's device: merged overlay mounts would count image layers again
+            asyncio.to_thread(directory_usage, containers_root),
+        )
+        now = self.daemon.now_ns()
+
+        def usage(path: str, used: int, inodes: int) -> api_pb2.FilesystemUsage:
+            return api_pb2.FilesystemUsage(
+                timestamp=now,
+                fs_id=api_pb2.FilesystemIdentifier(mountpoint=path),
+                used_bytes=api_pb2.UInt64Value(value=used),
+                inodes_used=api_pb2.UInt64Value(value=inodes),
+            )
+
+        return api_pb2.ImageFsInfoResponse(
+            image_filesystems=[usage(str(images_root), img_bytes, img_inodes)],
+            container_filesystems=[usage(str(containers_root), ctr_bytes, ctr_inodes)],
+        )

@@ -1,0 +1,155 @@
+"""Session fixtures: a real docker-registry on 127.0.0.1 with the test images pushed.
+
+Import into a conftest (or a test module) of your own:
+
+    from tests.e2e.registry_fixtures import registry, auth_registry, bench_registry  # noqa: F401
+
+    def test_x(cri_factory, registry):
+        cri = cri_factory(registry.daemon_overrides())
+        cri.image.PullImage(api_pb2.PullImageRequest(image=api_pb2.ImageSpec(image=registry.busybox)))
+
+`registry.daemon_overrides()` marks the registry insecure (plain http) and makes it the mirror
+of docker.io, registry.k8s.io, gcr.io and quay.io, so `busybox` resolves to it too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+TEST_REGISTRY = REPO / "hack" / "test-registry"
+BUILD_IMAGES = REPO / "hack" / "build-test-images"
+MIRRORED_HOSTS = ("docker.io", "registry.k8s.io", "gcr.io", "quay.io")
+AUTH_USER = ("cri-tester", "s3cret-pass")
+
+
+@dataclass
+class TestRegistry:
+    __test__ = False  # not a test class, whatever pytest thinks of the name
+
+    host: str  # "127.0.0.1:PORT"
+    directory: Path
+    images: dict[str, str] = field(default_factory=dict)
+    user: tuple[str, str] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}"
+
+    def __getattr__(self, name: str) -> str:
+        # busybox, busybox_digest, busybox_id, nonroot, nonroot_numeric, layered, multiarch,
+        # multiarch_digest, zstd, bench: whatever hack/build-test-images reported
+        images = self.__dict__.get("images", {})
+        if name in images:
+            return str(images[name])
+        raise AttributeError(name)
+
+    def daemon_overrides(self, mirror_upstreams: bool = True) -> dict[str, Any]:
+        registries: dict[str, Any] = {self.host: {"insecure": True}}
+        if mirror_upstreams:
+            for upstream in MIRRORED_HOSTS:
+                registries[upstream] = {"mirrors": [self.url], "mirror_only": True}
+        return {"registries": registries}
+
+    def push_images(self, only: str) -> dict[str, str]:
+        cmd = [sys.executable, str(BUILD_IMAGES), "--registry", self.host, "--only", only]
+        if self.user:
+            cmd += ["--user", ":".join(self.user)]
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=REPO, timeout=300)
+        pushed: dict[str, str] = json.loads(out.stdout)
+        self.images.update(pushed)
+        return pushed
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class _Running:
+    registry: TestRegistry
+    proc: subprocess.Popen[bytes]
+
+
+def start_registry(user: tuple[str, str] | None = None, timeout: float = 20.0) -> _Running:
+    directory = Path(tempfile.mkdtemp(prefix="cripy-registry-"))
+    for _attempt in range(5):
+        port = free_port()
+        cmd = [sys.executable, str(TEST_REGISTRY), "--dir", str(directory), "--port", str(port)]
+        if user:
+            cmd += ["--htpasswd", ":".join(user)]
+        log = open(directory / "registry.log", "ab")  # noqa: SIM115 - the registry owns it
+        proc = subprocess.Popen(cmd, stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                status = httpx.get(f"http://127.0.0.1:{port}/v2/", timeout=1.0).status_code
+                if status in (200, 401):
+                    return _Running(TestRegistry(f"127.0.0.1:{port}", directory, user=user), proc)
+            except httpx.HTTPError:
+                time.sleep(0.05)
+        stop_registry(proc, None)  # port taken or too slow: try another port
+    shutil.rmtree(directory, ignore_errors=True)
+    raise RuntimeError(f"docker-registry did not start; log in {directory}")
+
+
+def stop_registry(proc: subprocess.Popen[bytes], directory: Path | None) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    if directory is not None:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def running_registry(only: str, user: tuple[str, str] | None = None) -> Iterator[TestRegistry]:
+    """A registry with the named test images pushed (comma-separated, see hack/build-test-images)."""
+    running = start_registry(user)
+    try:
+        if only:
+            running.registry.push_images(only)
+        yield running.registry
+    finally:
+        stop_registry(running.proc, running.registry.directory)
+
+
+@pytest.fixture(scope="session")
+def registry() -> Iterator[TestRegistry]:
+    """Anonymous registry with busybox, nonroot, layered, multiarch and zstd (not bench)."""
+    with running_registry("busybox,nonroot,layered,multiarch,zstd") as reg:
+        yield reg
+
+
+@pytest.fixture(scope="session")
+def auth_registry() -> Iterator[TestRegistry]:
+    """A registry that wants HTTP Basic credentials (`reg.user`), with busybox pushed."""
+    with running_registry("busybox", user=AUTH_USER) as reg:
+        yield reg
+
+
+@pytest.fixture(scope="session")
+def bench_registry() -> Iterator[TestRegistry]:
+    """A registry holding the 100 MB five-layer `bench` image (and busybox)."""
+    with running_registry("busybox,bench") as reg:
+        yield reg
