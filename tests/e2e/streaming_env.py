@@ -1,0 +1,226 @@
+"""Hand-made targets for the streaming e2e tests: a runc container, a conmon-run container, a netns.
+
+They exercise the streaming server against the real binaries without the rest of the daemon.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Coroutine, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from cri_py.streaming.backend import AttachTarget, ExecTarget, PortForwardTarget
+from cri_py.streaming.oci_backend import OciStreamingBackend
+from cri_py.streaming.server import StreamingServer
+
+RUNC = "/usr/sbin/runc"
+CONMON = "/usr/bin/conmon"
+BUSYBOX = "/bin/busybox"
+APPLETS = ("sh", "cat", "echo", "sleep", "stty", "nc", "httpd", "ls", "true", "tty", "head", "printf", "ps")
+
+T = TypeVar("T")
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coro)
+
+
+def make_bundle(base: Path, args: list[str], *, terminal: bool = False) -> dict[str, Any]:
+    rootfs = base / "rootfs"
+    (rootfs / "bin").mkdir(parents=True)
+    for d in ("proc", "sys", "dev", "tmp", "etc"):
+        (rootfs / d).mkdir()
+    shutil.copy2(BUSYBOX, rootfs / "bin" / "busybox")
+    for applet in APPLETS:
+        os.link(rootfs / "bin" / "busybox", rootfs / "bin" / applet)
+    subprocess.run([RUNC, "spec", "--bundle", str(base)], check=True)
+    spec: dict[str, Any] = json.loads((base / "config.json").read_text())
+    spec["process"]["args"] = args
+    spec["process"]["terminal"] = terminal
+    spec["process"]["env"] = ["PATH=/bin", "TERM=xterm"]
+    spec["root"] = {"path": str(rootfs), "readonly": False}
+    spec["linux"]["cgroupsPath"] = f"/cri-py-e2e-stream/{base.name}"
+    (base / "config.json").write_text(json.dumps(spec))
+    return spec
+
+
+@dataclass
+class RuncContainer:
+    id: str
+    root: Path
+    bundle: Path
+    spec: dict[str, Any]
+
+    def exec_target(self) -> ExecTarget:
+        return ExecTarget(RUNC, ("--root", str(self.root)), self.id, self.spec["process"])
+
+    def processes(self) -> list[str]:
+        """Command lines of the processes in the container (via runc ps)."""
+        out = subprocess.run(
+            [RUNC, "--root", str(self.root), "ps", "--format", "json", self.id],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+        pids = json.loads(out) or []
+        cmds = []
+        for pid in pids:
+            try:
+                cmds.append(Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip())
+            except OSError:
+                pass
+        return cmds
+
+
+def _runc_cleanup(root: Path, cid: str) -> None:
+    subprocess.run([RUNC, "--root", str(root), "kill", cid, "KILL"], capture_output=True)
+    for _ in range(50):
+        r = subprocess.run([RUNC, "--root", str(root), "delete", "--force", cid], capture_output=True)
+        if r.returncode == 0:
+            break
+        time.sleep(0.1)
+
+
+@contextmanager
+def runc_container(tmp: Path) -> Iterator[RuncContainer]:
+    """A busybox container running `sleep` (exec target), started with `runc run -d`."""
+    cid = f"crie2es-{uuid.uuid4().hex[:10]}"
+    bundle, root = tmp / "bundle", tmp / "runc-root"
+    bundle.mkdir()
+    spec = make_bundle(bundle, ["sleep", "100000"])
+    try:
+        subprocess.run(
+            [RUNC, "--root", str(root), "run", "-d", "--bundle", str(bundle), cid],
+            check=True,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            # the detached container inherits runc's stdio: a pipe here would never reach EOF
+            stderr=subprocess.DEVNULL,
+            timeout=30,
+        )
+        yield RuncContainer(cid, root, bundle, spec)
+    finally:
+        _runc_cleanup(root, cid)
+
+
+@dataclass
+class ConmonContainer:
+    id: str
+    attach: AttachTarget
+    exit_file: Path
+
+
+@contextmanager
+def conmon_container(tmp: Path, args: list[str], *, tty: bool) -> Iterator[ConmonContainer]:
+    """A container created and started under conmon as CRI-O does it (protocol-facts §1.1/1.2)."""
+    cid = f"crie2ec-{uuid.uuid4().hex[:10]}"
+    bundle, root, exits, sockdir = tmp / "cbundle", tmp / "crunc-root", tmp / "exits", tmp / "socks"
+    for d in (bundle, exits, sockdir):
+        d.mkdir()
+    make_bundle(bundle, args, terminal=tty)
+    sync_r, sync_w = os.pipe()
+    start_parent, start_child = socket.socketpair()
+    argv = [
+        CONMON,
+        "-b", str(bundle), "-c", cid, "-u", cid, "-n", cid,
+        "--exit-dir", str(exits),
+        "-l", str(tmp / "ctr.log"),
+        "-P", str(bundle / "conmon-pidfile"),
+        "-p", str(bundle / "pidfile"),
+        "--persist-dir", str(bundle),
+        "-r", RUNC,
+        "--runtime-arg", f"--root={root}",
+        "--socket-dir-path", str(sockdir),
+        "--log-level", "error",
+        "-i",
+    ]  # fmt: skip
+    if tty:
+        argv.append("-t")
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
+        "_OCI_SYNCPIPE": str(sync_w),
+        "_OCI_STARTPIPE": str(start_child.fileno()),
+    }
+    sync_file = os.fdopen(sync_r, "rb")
+    try:
+        proc = subprocess.Popen(
+            argv,
+            cwd=bundle,
+            env=env,
+            pass_fds=(sync_w, start_child.fileno()),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        os.close(sync_w)
+        start_child.close()
+        start_parent.sendall(b"\0")
+        assert proc.wait(timeout=30) == 0
+        line = json.loads(sync_file.readline())
+        assert line.get("pid", -1) > 0, line
+        attach = AttachTarget(sockdir / cid / "attach", bundle / "ctl", tty=tty, stdin=True, stdin_once=True)
+        yield ConmonContainer(cid, attach, exits / cid)
+    finally:
+        start_parent.close()
+        sync_file.close()
+        _runc_cleanup(root, cid)
+        conmon_pid = bundle / "conmon-pidfile"
+        if conmon_pid.exists():
+            pid = int(conmon_pid.read_text())
+            for _ in range(100):
+                try:
+                    os.kill(pid, 0)
+                except ProcessLookupError:
+                    break
+                time.sleep(0.05)
+
+
+def runc_start(root: Path, cid: str) -> None:
+    subprocess.run([RUNC, "--root", str(root), "start", cid], check=True, capture_output=True)
+
+
+@contextmanager
+def netns_with_server(script: str) -> Iterator[tuple[PortForwardTarget, subprocess.Popen[bytes]]]:
+    """A fresh network namespace (lo up) running a python server `script` inside it."""
+    name = f"crie2e-{uuid.uuid4().hex[:8]}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    proc: subprocess.Popen[bytes] | None = None
+    try:
+        subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)
+        proc = subprocess.Popen(
+            ["ip", "netns", "exec", name, "python3", "-u", "-c", script],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+        )
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == b"ready"
+        yield PortForwardTarget(Path("/run/netns") / name), proc
+    finally:
+        if proc is not None:
+            proc.kill()
+            proc.wait()
+        subprocess.run(["ip", "netns", "delete", name], check=False)
+
+
+async def start_server(scratch: Path, **kwargs: Any) -> StreamingServer:
+    server = StreamingServer(OciStreamingBackend(scratch), **kwargs)
+    await server.start()
+    return server
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def threads() -> int:
+    return len(os.listdir("/proc/self/task"))

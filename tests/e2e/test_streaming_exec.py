@@ -1,0 +1,177 @@
+"""Streaming exec against a real runc container, over SPDY and WebSocket (no daemon needed)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from cri_py.streaming.requests import ExecRequest
+from tests.e2e.stream_client import HandshakeError, open_command, run_command
+from tests.e2e.streaming_env import RuncContainer, open_fds, run, runc_container, start_server
+
+TRANSPORTS = [
+    ("spdy", None),
+    ("websocket", ("v5.channel.k8s.io",)),
+    ("websocket", ("v4.channel.k8s.io",)),
+    ("websocket", ("v4.base64.channel.k8s.io",)),
+]
+IDS = ["spdy", "ws-v5", "ws-v4", "ws-v4-base64"]
+
+
+@pytest.fixture(scope="module")
+def ctr(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RuncContainer]:
+    with runc_container(tmp_path_factory.mktemp("exec")) as c:
+        yield c
+
+
+def exec_request(
+    ctr: RuncContainer, cmd: list[str], *, tty: bool = False, stdin: bool = False
+) -> ExecRequest:
+    return ExecRequest(ctr.exec_target(), tuple(cmd), tty=tty, stdin=stdin, stdout=True, stderr=not tty)
+
+
+@pytest.mark.parametrize(("transport", "protocols"), TRANSPORTS, ids=IDS)
+def test_exec_exit_codes_and_separate_streams(
+    ctr: RuncContainer, tmp_path: Path, transport: str, protocols: tuple[str, ...] | None
+) -> None:
+    async def main() -> None:
+        server = await start_server(tmp_path)
+        try:
+            ok = await run_command(
+                server.url_for(exec_request(ctr, ["sh", "-c", "echo out; echo err >&2"])),
+                transport,  # type: ignore[arg-type]
+                protocols=protocols,
+            )
+            assert (ok.exit_code, ok.error) == (0, None)
+            assert ok.stdout == b"out\n"
+            assert ok.stderr == b"err\n"
+            failed = await run_command(
+                server.url_for(exec_request(ctr, ["sh", "-c", "exit 3"])),
+                transport,  # type: ignore[arg-type]
+                protocols=protocols,
+            )
+            assert (failed.exit_code, failed.error) == (3, None)
+            assert b"NonZeroExitCode" in failed.raw_status
+        finally:
+            await server.stop()
+
+    run(main())
+
+
+@pytest.mark.parametrize(("transport", "protocols"), TRANSPORTS, ids=IDS)
+def test_exec_stdin_piped_and_closed(
+    ctr: RuncContainer, tmp_path: Path, transport: str, protocols: tuple[str, ...] | None
+) -> None:
+    async def main() -> None:
+        server = await start_server(tmp_path)
+        try:
+            payload = b"hi\n" + bytes(range(256)) * 600  # larger than one frame
+            res = await run_command(
+                server.url_for(exec_request(ctr, ["cat"], stdin=True)),
+                transport,  # type: ignore[arg-type]
+                stdin=payload,
+                protocols=protocols,
+            )
+            assert res.exit_code == 0
+            assert res.stdout == payload
+        finally:
+            await server.stop()
+
+    if protocols == ("v4.channel.k8s.io",) or protocols == ("v4.base64.channel.k8s.io",):
+        pytest.skip("before v5 a WebSocket client has no way to close stdin")
+    run(main())
+
+
+@pytest.mark.parametrize(("transport", "protocols"), TRANSPORTS[:2], ids=IDS[:2])
+def test_exec_tty_and_resize(
+    ctr: RuncContainer, tmp_path: Path, transport: str, protocols: tuple[str, ...] | None
+) -> None:
+    async def main() -> None:
+        server = await start_server(tmp_path)
+        try:
+            url = server.url_for(exec_request(ctr, ["sh"], tty=True, stdin=True))
+            session = await open_command(url, transport, stdin=True, tty=True, protocols=protocols)  # type: ignore[arg-type]
+            await session.resize(77, 33)
+            await session.write_stdin(b"stty size; tty\n")
+            out = await session.read_stdout_until(b"33 77")
+            assert b"/dev/pts/" in await session.read_stdout_until(b"/dev/pts/")
+            await session.resize(101, 42)
+            await session.write_stdin(b"stty size\n")
+            out = await session.read_stdout_until(b"42 101")
+            await session.write_stdin(b"exit 5\n")
+            res = await session.finish()
+            assert res.exit_code == 5, (res, out)
+        finally:
+            await server.stop()
+
+    run(main())
+
+
+def test_exec_tty_initial_size(ctr: RuncContainer, tmp_path: Path) -> None:
+    """The first resize is applied before the process starts, as kubectl expects."""
+
+    async def main() -> None:
+        server = await start_server(tmp_path)
+        try:
+            url = server.url_for(exec_request(ctr, ["stty", "size"], tty=True))
+            session = await open_command(url, "spdy", tty=True)
+            await session.resize(120, 40)
+            res = await session.finish()
+            assert res.exit_code == 0
+            assert res.stdout.strip() == b"40 120"
+        finally:
+            await server.stop()
+
+    run(main())
+
+
+def test_tokens_single_use_expired_and_unknown(ctr: RuncContainer, tmp_path: Path) -> None:
+    async def main() -> None:
+        server = await start_server(tmp_path, token_ttl=0.2)
+        try:
+            url = server.url_for(exec_request(ctr, ["true"]))
+            assert (await run_command(url)).exit_code == 0
+            with pytest.raises(HandshakeError) as reused:
+                await run_command(url)
+            assert reused.value.status == 404
+            stale = server.url_for(exec_request(ctr, ["true"]))
+            await asyncio.sleep(0.3)  # the TTL itself is what is tested
+            with pytest.raises(HandshakeError) as expired:
+                await run_command(stale, "websocket")
+            assert expired.value.status == 404
+            with pytest.raises(HandshakeError) as unknown:
+                await run_command(server.base_url + "/exec/AAAAAAAA")
+            assert unknown.value.status == 404
+        finally:
+            await server.stop()
+
+    run(main())
+
+
+@pytest.mark.parametrize("transport", ["spdy", "websocket"])
+def test_client_disconnect_kills_exec(ctr: RuncContainer, tmp_path: Path, transport: str) -> None:
+    marker = f"sleep 4242{len(transport)}"
+
+    async def main() -> None:
+        fds_before = open_fds()
+        server = await start_server(tmp_path)
+        try:
+            url = server.url_for(exec_request(ctr, ["sh", "-c", f"echo started; exec {marker}"]))
+            session = await open_command(url, transport)  # type: ignore[arg-type]
+            await session.read_stdout_until(b"started")
+            assert any(marker in p for p in ctr.processes())
+            await session.abort()
+            async with asyncio.timeout(10):
+                while any(marker in p for p in ctr.processes()):
+                    await asyncio.sleep(0.05)
+            async with asyncio.timeout(5):
+                while list(tmp_path.glob("exec-*")):
+                    await asyncio.sleep(0.05)
+        finally:
+            await server.stop()
+        assert open_fds() <= fds_before
+
+    run(main())
