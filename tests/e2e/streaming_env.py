@@ -13,7 +13,7 @@ import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -216,6 +216,15 @@ async def start_server(scratch: Path, **kwargs: Any) -> StreamingServer:
     server = StreamingServer(OciStreamingBackend(scratch), **kwargs)
     await server.start()
     return server
+
+
+def wait_until(predicate: Callable[[], bool], seconds: float = 10) -> None:
+    """Poll `predicate` (a sync check: call through asyncio.to_thread from async code)."""
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError("condition not reached")
+        time.sleep(0.05)
 
 
 def open_fds() -> int:

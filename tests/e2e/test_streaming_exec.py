@@ -10,7 +10,7 @@ import pytest
 
 from cri_py.streaming.requests import ExecRequest
 from tests.e2e.stream_client import HandshakeError, open_command, run_command
-from tests.e2e.streaming_env import RuncContainer, open_fds, run, runc_container, start_server
+from tests.e2e.streaming_env import RuncContainer, open_fds, run, runc_container, start_server, wait_until
 
 TRANSPORTS = [
     ("spdy", None),
@@ -164,12 +164,8 @@ def test_client_disconnect_kills_exec(ctr: RuncContainer, tmp_path: Path, transp
             await session.read_stdout_until(b"started")
             assert any(marker in p for p in ctr.processes())
             await session.abort()
-            async with asyncio.timeout(10):
-                while any(marker in p for p in ctr.processes()):
-                    await asyncio.sleep(0.05)
-            async with asyncio.timeout(5):
-                while list(tmp_path.glob("exec-*")):
-                    await asyncio.sleep(0.05)
+            await asyncio.to_thread(wait_until, lambda: not any(marker in p for p in ctr.processes()))
+            await asyncio.to_thread(wait_until, lambda: not list(tmp_path.glob("exec-*")))
         finally:
             await server.stop()
         assert open_fds() <= fds_before
