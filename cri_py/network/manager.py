@@ -29,7 +29,12 @@ from cri_py.network.capargs import (
 from cri_py.network.conf import NetworkConfList, plugin_stdin, version_at_least
 from cri_py.network.loader import LoadedNetworks, VersionCache, conf_dir_signature, load_networks
 from cri_py.network.plugin import CniPluginError, PluginEnv, exec_plugin, find_plugin
-from cri_py.network.result import primary_and_additional, result_addresses, result_interfaces
+from cri_py.network.result import (
+    primary_and_additional,
+    result_addresses,
+    result_cidrs,
+    result_interfaces,
+)
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +83,7 @@ class NetworkManager:
         plugin_timeout: float = 60.0,
         skip_loopback: bool = True,
         retry_interval: float = 5.0,
+        stand_in_netns: bool = True,
     ) -> None:
         self.config = config
         self.run_dir = run_dir
@@ -86,6 +92,7 @@ class NetworkManager:
         self.plugin_timeout = plugin_timeout
         self.skip_loopback = skip_loopback
         self.retry_interval = retry_interval
+        self.stand_in_netns = stand_in_netns
         self._cni_path = ":".join(str(d) for d in config.bin_dirs)
         self._cache = AttachmentCache(config.cache_dir)
         self._versions = VersionCache()
@@ -335,11 +342,38 @@ class NetworkManager:
             if attachment is None:
                 return
             candidates = [p for p in (netns, Path(attachment.netns) if attachment.netns else None) if p]
-            # CNI_NETNS is optional for DEL: without the namespace the plugins release the rest
             live = next((p for p in candidates if netns_ops.is_pinned_netns(p)), None)
-            await self._delete(attachment, str(live) if live else "")
+            if live is not None:
+                await self._delete(attachment, str(live))
+            else:
+                await self._delete_without_netns(attachment)
             self._cache.delete(pod_id)
             self._known.pop(pod_id, None)
+
+    async def _delete_without_netns(self, attachment: Attachment) -> None:
+        """DEL after the pod's namespace is gone (removed early, or a reboot).
+
+        CNI_NETNS is optional for DEL, but bridge then releases only the IP and keeps its
+        masquerade rules; a stand-in namespace with the pod's addresses lets it find them.
+        """
+        cidrs = result_cidrs(attachment.result or {}, attachment.ifname)
+        if not cidrs or not self.stand_in_netns:
+            await self._delete(attachment, "")
+            return
+        stand_in_path = netns_ops.stand_in_netns_path(self.run_dir, attachment.pod_id)
+        await asyncio.to_thread(netns_ops.remove_pinned_netns, stand_in_path)  # from a crash
+        try:
+            stand_in = await asyncio.to_thread(
+                netns_ops.create_stand_in_netns, self.run_dir, attachment.pod_id, attachment.ifname, cidrs
+            )
+        except Exception as exc:  # netlink refused; DEL without a namespace still frees the IP
+            log.warning("pod %s: no stand-in netns for DEL: %s", attachment.pod_id, exc)
+            await self._delete(attachment, "")
+            return
+        try:
+            await self._delete(attachment, str(stand_in))
+        finally:
+            await asyncio.to_thread(netns_ops.remove_pinned_netns, stand_in)
 
     def pod_ips(self, pod_id: str) -> PodNetworkResult | None:
         """The pod's addresses from the cached result, if its netns is still the one set up."""

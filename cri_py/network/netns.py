@@ -23,8 +23,6 @@ T = TypeVar("T")
 
 _CLONE_NEWNET = 0x40000000
 _MS_BIND = 4096
-_MS_REC = 16384
-_MS_SHARED = 1 << 20
 _MNT_DETACH = 2
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -55,44 +53,43 @@ def _in_thread(work: Callable[[], T]) -> T:
     return box[0]
 
 
-def _ensure_shared_dir(netns_dir: Path) -> None:
-    """Make the pin directory a shared mount, as iproute2 does for /run/netns.
-
-    Mount namespaces created later (runtimes, conmon) get a copy of every pin; with shared
-    propagation our unmount reaches those copies too, so the namespace really goes away.
-    """
-    netns_dir.mkdir(parents=True, exist_ok=True)
-    path = bytes(netns_dir)
-    if _libc.mount(b"", path, b"none", _MS_SHARED | _MS_REC, None) == 0:
-        return
-    # not a mount point yet: bind it onto itself first, then share it
-    _check(_libc.mount(path, path, b"none", _MS_BIND | _MS_REC, None), "bind netns dir", netns_dir)
-    _check(_libc.mount(b"", path, b"none", _MS_SHARED | _MS_REC, None), "share netns dir", netns_dir)
-
-
-def _is_shared_mount(netns_dir: Path) -> bool:
-    target = str(netns_dir)
-    try:
-        with open("/proc/self/mountinfo") as mountinfo:
-            for line in mountinfo:
-                fields = line.split()
-                if fields[4] == target:
-                    return any(f.startswith("shared:") for f in fields[6 : fields.index("-")])
-    except OSError:
-        return False
-    return False
-
-
 def pinned_netns_path(run_dir: Path, pod_id: str) -> Path:
-    return run_dir / "netns" / f"cri-py-{pod_id[:32]}"
+    return run_dir / "netns" / f"cri-py-{pod_id}"
 
 
 def create_pinned_netns(run_dir: Path, pod_id: str) -> Path:
     """Create a new network namespace with loopback up, pinned under run_dir/netns/."""
-    path = pinned_netns_path(run_dir, pod_id)
-    netns_dir = path.parent
-    if not _is_shared_mount(netns_dir):
-        _ensure_shared_dir(netns_dir)
+    return _create_pinned(pinned_netns_path(run_dir, pod_id), None)
+
+
+def create_stand_in_netns(run_dir: Path, pod_id: str, ifname: str, cidrs: list[str]) -> Path:
+    """A namespace that looks like the pod's after its own is gone: `ifname` with its addresses.
+
+    Plugins such as bridge find the pod's addresses in the namespace during DEL and only then
+    remove their per-address rules (ipMasq); without a namespace those rules would stay.
+    """
+
+    def prepare(ipr: IPRoute) -> None:
+        # a veth pair rather than a dummy: kernels without the dummy module have veth (CNI needs it)
+        ipr.link("add", ifname=ifname, kind="veth", peer="standin0")
+        index = ipr.link_lookup(ifname=ifname)[0]
+        for cidr in cidrs:
+            address, _, prefix = cidr.partition("/")
+            ipr.addr("add", index=index, address=address, prefixlen=int(prefix or 32))
+        ipr.link("set", index=index, state="up")
+
+    return _create_pinned(stand_in_netns_path(run_dir, pod_id), prepare)
+
+
+def stand_in_netns_path(run_dir: Path, pod_id: str) -> Path:
+    return run_dir / "netns" / f"cri-py-del-{pod_id}"
+
+
+def _create_pinned(path: Path, prepare: Callable[[IPRoute], None] | None) -> Path:
+    # No shared bind mount of the directory as iproute2 makes: runtimes pivot away from the
+    # host's mounts, so no other mount namespace keeps a copy of a pin, and the daemon
+    # leaves no mount of its own behind.
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0o444)
     os.close(fd)
 
@@ -103,6 +100,8 @@ def create_pinned_netns(run_dir: Path, pod_id: str) -> Path:
             try:
                 with IPRoute() as ipr:
                     ipr.link("set", index=1, state="up")
+                    if prepare is not None:
+                        prepare(ipr)
                 own = b"/proc/thread-self/ns/net"
                 _check(_libc.mount(own, bytes(path), b"none", _MS_BIND, None), "pin netns", path)
             finally:

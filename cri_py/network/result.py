@@ -29,6 +29,12 @@ def result_addresses(result: dict[str, Any], ifname: str = "eth0") -> list[str]:
     Results that name interfaces count only addresses on the pod's own interface; results
     without interfaces (IPAM-only plugins, 0.1/0.2 results) count every address.
     """
+    stripped = (_strip_prefix(cidr) for cidr in result_cidrs(result, ifname))
+    return list(dict.fromkeys(a for a in stripped if a is not None))
+
+
+def result_cidrs(result: dict[str, Any], ifname: str = "eth0") -> list[str]:
+    """Like result_addresses, with the prefix length ("10.88.0.2/16")."""
     addresses: list[str] = []
     ips = result.get("ips")
     if isinstance(ips, list):
@@ -39,16 +45,12 @@ def result_addresses(result: dict[str, Any], ifname: str = "eth0") -> list[str]:
             index = entry.get("interface")
             if inside and isinstance(index, int) and index not in inside:
                 continue
-            if isinstance(entry.get("address"), str):
-                ip = _strip_prefix(entry["address"])
-                if ip is not None:
-                    addresses.append(ip)
+            if isinstance(entry.get("address"), str) and _strip_prefix(entry["address"]):
+                addresses.append(entry["address"])
     for legacy in ("ip4", "ip6"):  # 0.1.0 / 0.2.0
         block = result.get(legacy)
-        if isinstance(block, dict) and isinstance(block.get("ip"), str):
-            ip = _strip_prefix(block["ip"])
-            if ip is not None:
-                addresses.append(ip)
+        if isinstance(block, dict) and isinstance(block.get("ip"), str) and _strip_prefix(block["ip"]):
+            addresses.append(block["ip"])
     return list(dict.fromkeys(addresses))
 
 

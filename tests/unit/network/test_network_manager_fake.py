@@ -60,6 +60,8 @@ class Env:
         cfg = CniConfig(conf_dir=self.conf, bin_dirs=(self.tmp / "nowhere", self.bin), cache_dir=self.cache)
         kw.setdefault("poll_interval", 0.02)
         kw.setdefault("retry_interval", 0.1)
+        # the netns here is a plain file; a stand-in namespace would need root
+        kw.setdefault("stand_in_netns", False)
         return NetworkManager(cfg, self.tmp / "run", **kw)
 
     def request(self, pod_id: str = POD_A, **kw: Any) -> PodNetworkRequest:
