@@ -1,0 +1,92 @@
+"""Probe checks as kubelet's prober runs them: exec through ExecSync, tcpSocket and httpGet from
+the node to the pod's IP. A check returns (success, detail)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import grpc
+
+from cri_py.api import api_pb2
+from cri_py.play.client import CriClient
+
+
+def resolve_port(port: Any, container: Any) -> int:
+    """An int, a numeric string, or the name of one of the container's ports."""
+    if isinstance(port, int):
+        return port
+    if isinstance(port, str) and port.isdigit():
+        return int(port)
+    for declared in container.ports or []:
+        if declared.name == port:
+            return int(declared.container_port)
+    raise ValueError(f"port {port!r} is not a number nor a named port of the container")
+
+
+async def exec_check(cri: CriClient, container_id: str, probe: Any) -> tuple[bool, str]:
+    timeout = int(probe.timeout_seconds or 1)
+    try:
+        resp = await cri.runtime.ExecSync(
+            api_pb2.ExecSyncRequest(
+                container_id=container_id, cmd=list(probe._exec.command or []), timeout=timeout
+            ),
+            timeout=timeout + 10,
+        )
+    except grpc.aio.AioRpcError as exc:
+        return False, f"exec failed: {exc.code().name}: {exc.details()}"
+    if resp.exit_code != 0:
+        output = (resp.stdout + resp.stderr).decode(errors="replace").strip()
+        return False, f"exit code {resp.exit_code}: {output[:200]}"
+    return True, ""
+
+
+async def tcp_check(host: str, port: int, limit: float) -> tuple[bool, str]:
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), limit)
+    except (OSError, TimeoutError) as exc:
+        return False, f"dial tcp {host}:{port}: {exc}"
+    writer.close()
+    return True, ""
+
+
+async def http_check(host: str, port: int, action: Any, limit: float) -> tuple[bool, str]:
+    """A GET answered with a status from 200 to 399 succeeds (kubelet follows no redirects off-host)."""
+    if (action.scheme or "HTTP").upper() != "HTTP":
+        return False, "HTTPS probes are not supported by cri-py play"
+    path = action.path or "/"
+    headers = "".join(f"{h.name}: {h.value}\r\n" for h in action.http_headers or [])
+    request = f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUser-Agent: kube-probe/1.33\r\n{headers}Connection: close\r\n\r\n"
+    try:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), limit)
+        try:
+            writer.write(request.encode())
+            await writer.drain()
+            line = await asyncio.wait_for(reader.readline(), limit)
+        finally:
+            writer.close()
+    except (OSError, TimeoutError) as exc:
+        return False, f"GET http://{host}:{port}{path}: {exc}"
+    parts = line.decode(errors="replace").split()
+    code = int(parts[1]) if len(parts) >= 2 and parts[1].isdigit() else 0
+    if 200 <= code < 400:
+        return True, ""
+    return False, f"HTTP probe failed with statuscode: {code}"
+
+
+async def run_check(
+    cri: CriClient, container_id: str, container: Any, probe: Any, pod_ip: str
+) -> tuple[bool, str]:
+    timeout = float(probe.timeout_seconds or 1)
+    try:
+        if probe._exec is not None:
+            return await exec_check(cri, container_id, probe)
+        if probe.tcp_socket is not None:
+            port = resolve_port(probe.tcp_socket.port, container)
+            return await tcp_check(probe.tcp_socket.host or pod_ip, port, timeout)
+        if probe.http_get is not None:
+            port = resolve_port(probe.http_get.port, container)
+            return await http_check(probe.http_get.host or pod_ip, port, probe.http_get, timeout)
+    except ValueError as exc:
+        return False, str(exc)
+    return False, "grpc probes are not supported by cri-py play"

@@ -1,0 +1,245 @@
+"""Drive a CRI endpoint the way kubelet's SyncPod does for one pod: sandbox, images, init
+containers in order, then app containers; and take it all down again.
+
+What a manifest created is found again through the labels kubelet puts on every sandbox and
+container (io.kubernetes.pod.name/namespace/uid), so a fresh process can stop or inspect it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from cri_py.api import api_pb2
+from cri_py.errors import FailedPrecondition, NotFound
+from cri_py.play import translate, volumes
+from cri_py.play.client import CriClient
+from cri_py.play.manifest import iter_containers
+from cri_py.play.translate import ImageFacts, PlayContext
+
+POLL_INTERVAL = 0.1
+QOS_LEVELS = ("", "burstable/", "besteffort/")
+ContainerState = api_pb2.ContainerState
+
+
+class PodFailed(Exception):
+    """The pod reached a state kubelet reports as failed (an init container failed for good)."""
+
+
+@dataclass
+class StartedContainer:
+    id: str
+    name: str
+    restart_count: int
+
+
+def new_random_id() -> str:
+    return os.urandom(4).hex()
+
+
+class Player:
+    """One CRI endpoint, one kubelet context; `say` prints progress lines."""
+
+    def __init__(self, cri: CriClient, ctx: PlayContext, say: Callable[[str], None]) -> None:
+        self.cri = cri
+        self.ctx = ctx
+        self.say = say
+        self.random_id = new_random_id
+
+    # --- lookups through labels -------------------------------------------------------------
+
+    async def sandboxes(self, namespace: str, name: str) -> list[Any]:
+        selector = {translate.POD_NAME_LABEL: name, translate.POD_NAMESPACE_LABEL: namespace}
+        resp = await self.cri.runtime.ListPodSandbox(
+            api_pb2.ListPodSandboxRequest(filter=api_pb2.PodSandboxFilter(label_selector=selector))
+        )
+        return sorted(resp.items, key=lambda s: s.created_at)
+
+    async def containers(self, sandbox_id: str) -> list[Any]:
+        resp = await self.cri.runtime.ListContainers(
+            api_pb2.ListContainersRequest(filter=api_pb2.ContainerFilter(pod_sandbox_id=sandbox_id))
+        )
+        return sorted(resp.containers, key=lambda c: c.created_at)
+
+    async def container_status(self, container_id: str) -> Any:
+        resp = await self.cri.runtime.ContainerStatus(
+            api_pb2.ContainerStatusRequest(container_id=container_id)
+        )
+        return resp.status
+
+    async def pod_ips(self, sandbox_id: str) -> tuple[str, ...]:
+        resp = await self.cri.runtime.PodSandboxStatus(
+            api_pb2.PodSandboxStatusRequest(pod_sandbox_id=sandbox_id)
+        )
+        network = resp.status.network
+        ips = [network.ip] if network.ip else []
+        ips.extend(extra.ip for extra in network.additional_ips if extra.ip)
+        return tuple(ips)
+
+    # --- images --------------------------------------------------------------------------------
+
+    async def _image_status(self, image: str) -> Any | None:
+        resp = await self.cri.image.ImageStatus(
+            api_pb2.ImageStatusRequest(image=api_pb2.ImageSpec(image=image))
+        )
+        return resp.image if resp.HasField("image") else None
+
+    async def ensure_image(self, container: Any, sandbox_config: api_pb2.PodSandboxConfig) -> ImageFacts:
+        """EnsureImageExists per imagePullPolicy, then getImageUser."""
+        policy = container.image_pull_policy
+        present = await self._image_status(container.image)
+        if policy == "Always" or (policy == "IfNotPresent" and present is None):
+            self.say(f"pulling {container.image}")
+            resp = await self.cri.image.PullImage(
+                api_pb2.PullImageRequest(
+                    image=api_pb2.ImageSpec(image=container.image, user_specified_image=container.image),
+                    sandbox_config=sandbox_config,
+                )
+            )
+            ref = resp.image_ref
+            present = await self._image_status(ref)
+        elif present is None:
+            raise FailedPrecondition(
+                f"ErrImageNeverPull: container {container.name!r}: image {container.image!r} is not present "
+                "and imagePullPolicy is Never"
+            )
+        else:
+            ref = present.id
+        if present is not None and present.HasField("uid"):
+            return ImageFacts(ref=ref, uid=present.uid.value, username="")
+        if present is not None and present.username:
+            return ImageFacts(ref=ref, uid=None, username=present.username)
+        return ImageFacts(ref=ref, uid=0, username="")
+
+    # --- up ------------------------------------------------------------------------------------
+
+    async def run_sandbox(self, pod: Any) -> tuple[str, api_pb2.PodSandboxConfig, tuple[str, ...]]:
+        await asyncio.to_thread(volumes.setup_pod, pod, self.ctx)
+        config = translate.sandbox_config(pod, self.ctx)
+        resp = await self.cri.runtime.RunPodSandbox(
+            api_pb2.RunPodSandboxRequest(config=config, runtime_handler=translate.runtime_handler(pod))
+        )
+        ips = await self.pod_ips(resp.pod_sandbox_id)
+        if pod.spec.host_network and not ips:
+            ips = self.ctx.node.host_ips
+        await asyncio.to_thread(volumes.write_etc_hosts, pod, self.ctx, ips)
+        return resp.pod_sandbox_id, config, ips
+
+    async def start_container(
+        self,
+        pod: Any,
+        container: Any,
+        sandbox_id: str,
+        sandbox_config: api_pb2.PodSandboxConfig,
+        pod_ips: tuple[str, ...],
+        restart_count: int,
+    ) -> StartedContainer:
+        image = await self.ensure_image(container, sandbox_config)
+        log_file = await asyncio.to_thread(
+            volumes.setup_container, pod, container, self.ctx, self.random_id()
+        )
+        config = translate.container_config(
+            pod,
+            container,
+            self.ctx,
+            restart_count=restart_count,
+            image=image,
+            pod_ips=pod_ips,
+            termination_log=log_file,
+        )
+        env = {kv.key: kv.value for kv in config.envs}
+        for mount, sub_path in translate.volume_mounts(pod, container, self.ctx, env):
+            if sub_path:
+                await asyncio.to_thread(volumes.make_sub_path, mount.host_path)
+        resp = await self.cri.runtime.CreateContainer(
+            api_pb2.CreateContainerRequest(
+                pod_sandbox_id=sandbox_id, config=config, sandbox_config=sandbox_config
+            )
+        )
+        await self.cri.runtime.StartContainer(api_pb2.StartContainerRequest(container_id=resp.container_id))
+        self.say(f"started {pod.metadata.name}/{container.name} ({resp.container_id[:13]})")
+        return StartedContainer(id=resp.container_id, name=container.name, restart_count=restart_count)
+
+    async def wait_exited(self, container_id: str) -> Any:
+        while True:
+            status = await self.container_status(container_id)
+            if status.state == ContainerState.CONTAINER_EXITED:
+                return status
+            await asyncio.sleep(POLL_INTERVAL)
+
+    async def run_init(
+        self,
+        pod: Any,
+        container: Any,
+        sandbox_id: str,
+        config: api_pb2.PodSandboxConfig,
+        ips: tuple[str, ...],
+        restart_count: int,
+    ) -> Any:
+        started = await self.start_container(pod, container, sandbox_id, config, ips, restart_count)
+        return await self.wait_exited(started.id)
+
+    async def up(self, pod: Any) -> str:
+        """Run the pod once: init containers to completion in order, then the app containers.
+        Returns the sandbox id; raises PodFailed when an init container fails."""
+        meta = pod.metadata
+        for old in await self.sandboxes(meta.namespace, meta.name):
+            same = old.labels.get(translate.POD_UID_LABEL) == meta.uid
+            if same and old.state == api_pb2.PodSandboxState.SANDBOX_READY:
+                self.say(f"pod {meta.namespace}/{meta.name} is already running ({old.id[:13]})")
+                return str(old.id)
+            self.say(f"replacing pod {meta.namespace}/{meta.name} ({old.id[:13]})")
+            await self.remove_sandbox(old, grace=int(pod.spec.termination_grace_period_seconds))
+        sandbox_id, config, ips = await self.run_sandbox(pod)
+        self.say(f"pod {meta.namespace}/{meta.name} sandbox {sandbox_id[:13]} ip {','.join(ips) or '-'}")
+        for is_init, container in iter_containers(pod):
+            if not is_init:
+                await self.start_container(pod, container, sandbox_id, config, ips, 0)
+                continue
+            status = await self.run_init(pod, container, sandbox_id, config, ips, 0)
+            if status.exit_code != 0:
+                raise PodFailed(
+                    f"pod {meta.namespace}/{meta.name}: init container {container.name!r} exited with code "
+                    f"{status.exit_code} (Init:{status.reason or 'Error'})"
+                )
+        return sandbox_id
+
+    # --- down ----------------------------------------------------------------------------------
+
+    async def stop_container(self, container_id: str, grace: int) -> None:
+        await self.cri.runtime.StopContainer(
+            api_pb2.StopContainerRequest(container_id=container_id, timeout=grace)
+        )
+
+    async def remove_sandbox(self, sandbox: Any, grace: int) -> None:
+        """killPod then removal: containers stopped with the grace period, sandbox stopped and
+        removed, then the pod's host directories, mounts and cgroups."""
+        containers = await self.containers(sandbox.id)
+        running = [c.id for c in containers if c.state != ContainerState.CONTAINER_EXITED]
+        await asyncio.gather(*(self.stop_container(cid, grace) for cid in running))
+        await self.cri.runtime.StopPodSandbox(api_pb2.StopPodSandboxRequest(pod_sandbox_id=sandbox.id))
+        for container in containers:
+            await self.cri.runtime.RemoveContainer(api_pb2.RemoveContainerRequest(container_id=container.id))
+        await self.cri.runtime.RemovePodSandbox(api_pb2.RemovePodSandboxRequest(pod_sandbox_id=sandbox.id))
+        uid = sandbox.labels.get(translate.POD_UID_LABEL, "")
+        meta = sandbox.metadata
+        if uid:
+            await asyncio.to_thread(volumes.teardown_pod, uid, meta.namespace, meta.name, self.ctx)
+            for level in QOS_LEVELS:
+                await asyncio.to_thread(volumes.remove_pod_cgroups, f"/kubepods/{level}pod{uid}")
+
+    async def down(self, namespace: str, name: str, grace: int) -> int:
+        """Remove every sandbox of this pod; returns how many there were."""
+        found = await self.sandboxes(namespace, name)
+        for sandbox in found:
+            await self.remove_sandbox(sandbox, grace)
+            self.say(f"removed pod {namespace}/{name} ({sandbox.id[:13]})")
+        return len(found)
+
+
+def require_found(found: int, namespace: str, name: str) -> None:
+    if not found:
+        raise NotFound(f"pod {namespace}/{name} is not running")

@@ -1,0 +1,242 @@
+"""`cri-py play --watch`: kubelet's supervision for the manifest's pods until interrupted.
+
+restartPolicy decides whether an exited container comes back (Always: always; OnFailure: on a
+non-zero exit; Never: not), with kubelet's crash-loop back-off (immediately the first time,
+then 10 s doubling up to 5 min, forgotten after 10 min of running); exec, tcpSocket and httpGet
+liveness/readiness probes run on their schedule; every change is printed as a line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from cri_py.api import api_pb2
+from cri_py.play import translate
+from cri_py.play.probes import run_check
+from cri_py.play.runner import Player, StartedContainer
+from cri_py.play.status import container_state_text, newest_per_name
+
+ContainerState = api_pb2.ContainerState
+WATCH_INTERVAL = 0.25
+BACKOFF_MAX = 300.0
+BACKOFF_RESET_AFTER = 600.0
+
+
+@dataclass
+class Backoff:
+    """kubelet's per-container back-off: none on the first restart, then base doubling to max."""
+
+    base: float
+    maximum: float = BACKOFF_MAX
+    delay: float = 0.0
+
+    def next_delay(self, ran_for: float) -> float:
+        if ran_for > BACKOFF_RESET_AFTER:
+            self.delay = 0.0
+        current = self.delay
+        self.delay = self.base if self.delay == 0 else min(self.delay * 2, self.maximum)
+        return current
+
+
+@dataclass
+class Tracked:
+    """One container of the pod as the watcher sees it."""
+
+    spec: Any
+    current: StartedContainer | None = None
+    state: str = ""
+    restart_at: float | None = None
+    backoff: Backoff = field(default_factory=lambda: Backoff(10.0))
+    ready: bool = False
+    probe_tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+
+def should_restart(policy: str, exit_code: int) -> bool:
+    return policy == "Always" or (policy == "OnFailure" and exit_code != 0)
+
+
+class PodWatcher:
+    def __init__(
+        self, player: Player, pod: Any, backoff_base: float, clock: Callable[[], float] = time.monotonic
+    ):
+        self.player = player
+        self.pod = pod
+        self.clock = clock
+        self.backoff_base = backoff_base
+        self.label = f"{pod.metadata.namespace}/{pod.metadata.name}"
+        self.sandbox_id = ""
+        self.sandbox_config = api_pb2.PodSandboxConfig()
+        self.ips: tuple[str, ...] = ()
+        self.apps = {c.name: Tracked(c, backoff=Backoff(backoff_base)) for c in pod.spec.containers}
+        self.failed = False
+
+    def say(self, text: str) -> None:
+        self.player.say(f"{time.strftime('%H:%M:%S')} {self.label} {text}")
+
+    async def adopt_or_start(self) -> None:
+        """Take over a running sandbox of this pod, or start one (init containers included)."""
+        meta = self.pod.metadata
+        for sandbox in await self.player.sandboxes(meta.namespace, meta.name):
+            if (
+                sandbox.state == api_pb2.PodSandboxState.SANDBOX_READY
+                and sandbox.labels.get(translate.POD_UID_LABEL) == meta.uid
+            ):
+                self.sandbox_id = sandbox.id
+                self.sandbox_config = translate.sandbox_config(self.pod, self.player.ctx)
+                self.ips = await self.player.pod_ips(sandbox.id)
+                for container in newest_per_name(await self.player.containers(sandbox.id)):
+                    tracked = self.apps.get(container.metadata.name)
+                    if tracked is not None:
+                        restarts = int(container.annotations.get(translate.RESTART_COUNT, "0"))
+                        tracked.current = StartedContainer(container.id, container.metadata.name, restarts)
+                self.say(f"watching sandbox {sandbox.id[:13]}")
+                break
+        else:
+            self.sandbox_id, self.sandbox_config, self.ips = await self.player.run_sandbox(self.pod)
+            self.say(f"sandbox {self.sandbox_id[:13]} ip {','.join(self.ips) or '-'}")
+            if not await self.run_init_containers():
+                return
+        for tracked in self.apps.values():
+            if tracked.current is None:
+                await self.start(tracked, 0)
+
+    async def run_init_containers(self) -> bool:
+        """Each init container to success in order; a failure is retried with back-off unless the
+        restartPolicy is Never, which fails the pod."""
+        policy = self.pod.spec.restart_policy
+        for container in self.pod.spec.init_containers or []:
+            backoff = Backoff(self.backoff_base)
+            attempt = 0
+            while True:
+                started = self.clock()
+                status = await self.player.run_init(
+                    self.pod, container, self.sandbox_id, self.sandbox_config, self.ips, attempt
+                )
+                if status.exit_code == 0:
+                    self.say(f"init container {container.name} completed")
+                    break
+                if policy == "Never":
+                    self.say(
+                        f"init container {container.name} failed: {container_state_text(status)}; pod Failed (Init:Error)"
+                    )
+                    self.failed = True
+                    return False
+                delay = backoff.next_delay(self.clock() - started)
+                self.say(
+                    f"init container {container.name} failed: {container_state_text(status)}; "
+                    f"Init:CrashLoopBackOff, retrying in {delay:g}s"
+                )
+                await asyncio.sleep(delay)
+                attempt += 1
+        return True
+
+    async def start(self, tracked: Tracked, restart_count: int) -> None:
+        for task in tracked.probe_tasks:
+            task.cancel()
+        tracked.current = await self.player.start_container(
+            self.pod, tracked.spec, self.sandbox_id, self.sandbox_config, self.ips, restart_count
+        )
+        tracked.ready = False
+        tracked.restart_at = None
+        tracked.probe_tasks = [
+            asyncio.create_task(self.probe_loop(tracked, tracked.current, kind, probe))
+            for kind, probe in (
+                ("liveness", tracked.spec.liveness_probe),
+                ("readiness", tracked.spec.readiness_probe),
+            )
+            if probe is not None
+        ]
+
+    async def probe_loop(self, tracked: Tracked, instance: StartedContainer, kind: str, probe: Any) -> None:
+        await asyncio.sleep(probe.initial_delay_seconds or 0)
+        failures = successes = 0
+        while tracked.current is instance:
+            ok, detail = await run_check(
+                self.player.cri, instance.id, tracked.spec, probe, self.ips[0] if self.ips else "127.0.0.1"
+            )
+            if ok:
+                failures, successes = 0, successes + 1
+                if kind == "readiness" and not tracked.ready and successes >= (probe.success_threshold or 1):
+                    tracked.ready = True
+                    self.say(f"{tracked.spec.name}: ready")
+            else:
+                successes, failures = 0, failures + 1
+                self.say(f"{tracked.spec.name}: {kind} probe failed: {detail}")
+                if failures >= (probe.failure_threshold or 3):
+                    if kind == "readiness" and tracked.ready:
+                        tracked.ready = False
+                        self.say(f"{tracked.spec.name}: not ready")
+                    if kind == "liveness":
+                        self.say(f"{tracked.spec.name}: failed liveness probe, will be restarted")
+                        grace = probe.termination_grace_period_seconds
+                        if grace is None:
+                            grace = self.pod.spec.termination_grace_period_seconds
+                        await self.player.stop_container(instance.id, int(grace))
+                        return
+            await asyncio.sleep(probe.period_seconds or 10)
+
+    async def tick(self) -> None:
+        """One look at every app container: report changes, restart what is due."""
+        now = self.clock()
+        for tracked in self.apps.values():
+            if tracked.current is None:
+                continue
+            status = await self.player.container_status(tracked.current.id)
+            text = container_state_text(status)
+            if text != tracked.state:
+                self.say(f"{tracked.spec.name}: {tracked.state or 'new'} -> {text}")
+                tracked.state = text
+            if status.state != ContainerState.CONTAINER_EXITED:
+                continue
+            if tracked.restart_at is None:
+                if not should_restart(self.pod.spec.restart_policy, status.exit_code):
+                    continue
+                ran_for = max(0.0, (status.finished_at - status.started_at) / 1e9)
+                delay = tracked.backoff.next_delay(ran_for)
+                finished_ago = max(0.0, time.time() - status.finished_at / 1e9)
+                tracked.restart_at = now + max(0.0, delay - finished_ago)
+                if delay:
+                    self.say(f"{tracked.spec.name}: CrashLoopBackOff, restarting in {delay:g}s")
+            if now >= tracked.restart_at:
+                await self.restart(tracked)
+
+    async def restart(self, tracked: Tracked) -> None:
+        previous = tracked.current
+        assert previous is not None
+        # kubelet keeps the last dead instance (for logs --previous) and collects the older ones
+        for container in await self.player.containers(self.sandbox_id):
+            if container.metadata.name == previous.name and container.id != previous.id:
+                if container.state == ContainerState.CONTAINER_EXITED:
+                    await self.player.cri.runtime.RemoveContainer(
+                        api_pb2.RemoveContainerRequest(container_id=container.id)
+                    )
+        await self.start(tracked, previous.restart_count + 1)
+
+    def cancel_probes(self) -> None:
+        for tracked in self.apps.values():
+            for task in tracked.probe_tasks:
+                task.cancel()
+
+
+async def watch(player: Player, pods: list[Any], backoff_base: float, stop: asyncio.Event) -> int:
+    """Supervise `pods` until `stop` is set; returns 1 if a pod failed for good, else 0."""
+    watchers = [PodWatcher(player, pod, backoff_base) for pod in pods]
+    try:
+        for watcher in watchers:
+            await watcher.adopt_or_start()
+        while not stop.is_set():
+            for watcher in watchers:
+                if not watcher.failed:
+                    await watcher.tick()
+            try:
+                await asyncio.wait_for(stop.wait(), WATCH_INTERVAL)
+            except TimeoutError:
+                pass
+    finally:
+        for watcher in watchers:
+            watcher.cancel_probes()
+    return 1 if any(w.failed for w in watchers) else 0
