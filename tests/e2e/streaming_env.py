@@ -6,11 +6,13 @@ They exercise the streaming server against the real binaries without the rest of
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
 import socket
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Callable, Coroutine, Iterator
@@ -231,5 +233,16 @@ def open_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
-def threads() -> int:
-    return len(os.listdir("/proc/self/task"))
+def threads_in_foreign_netns() -> list[str]:
+    """Threads of this process whose network namespace is not the process's own."""
+    own = os.readlink("/proc/self/ns/net")
+    found = []
+    for tid in os.listdir("/proc/self/task"):
+        with contextlib.suppress(OSError):
+            if os.readlink(f"/proc/self/task/{tid}/ns/net") != own:
+                found.append(tid)
+    return found
+
+
+def netns_dial_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name == "netns-dial"]
