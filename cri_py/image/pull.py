@@ -241,7 +241,7 @@ class Puller:
     ) -> None:
         digest = desc["digest"]
         size = int(desc.get("size", -1))
-        what = f"registry {session.endpoint.describe() if session.endpoint else session.ref.domain} ({session.ref})"
+        what = session.describe()
         fd, ingest = self.content.new_ingest()
         tmp = self.content.new_layer_tmp() if unpack else None
         loop = asyncio.get_running_loop()

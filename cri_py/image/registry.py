@@ -48,8 +48,8 @@ class Endpoint:
     prefix: str = ""  # path prefix of a mirror URL
     mirror: bool = False
 
-    def describe(self) -> str:
-        return f"{self.scheme or 'https'}://{self.host}{self.prefix}"
+    def describe(self, scheme: str | None = None) -> str:
+        return f"{self.scheme or scheme or 'https'}://{self.host}{self.prefix}"
 
 
 def _is_loopback(host: str) -> bool:
@@ -190,11 +190,15 @@ class RegistrySession:
         self.endpoints = eps
         self.endpoint: Endpoint | None = None
 
+    def describe(self) -> str:
+        ep = self.endpoint or self.endpoints[0]
+        return self._what(ep)
+
     def _base(self, ep: Endpoint, scheme: str) -> str:
         return f"{scheme}://{ep.host}{ep.prefix}/v2/{self.ref.path}"
 
     def _what(self, ep: Endpoint) -> str:
-        return f"registry {ep.describe()} ({self.ref})"
+        return f"registry {ep.describe(self.client._schemes.get(ep.host))} ({self.ref})"
 
     @asynccontextmanager
     async def _request(
