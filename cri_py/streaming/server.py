@@ -15,9 +15,11 @@ from urllib.parse import parse_qs, urlsplit
 
 import h11
 
+from cri_py.config.model import Config
 from cri_py.streaming import remotecommand
 from cri_py.streaming.backend import StdioSession, StreamingBackend, TerminalSize
 from cri_py.streaming.channels import CommandChannels
+from cri_py.streaming.oci_backend import OciStreamingBackend
 from cri_py.streaming.portforward import SpdyPortForward, parse_port, serve_websocket
 from cri_py.streaming.requests import AttachRequest, ExecRequest, PortForwardRequest, StreamRequest
 from cri_py.streaming.spdy_session import SpdySession, SpdyStream
@@ -74,6 +76,12 @@ class StreamingServer:
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task[None]] = set()
         self.base_url = ""
+
+    @classmethod
+    def from_config(cls, config: Config) -> StreamingServer:
+        """The daemon's server: exec scratch files live under the run dir."""
+        backend = OciStreamingBackend(config.run_dir / "exec")
+        return cls(backend, address=config.streaming.address, port=config.streaming.port)
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._on_connection, self._address, self._port)
