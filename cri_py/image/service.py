@@ -20,7 +20,7 @@ from typing import Any
 from cri_py.api import api_pb2
 from cri_py.config.model import Config
 from cri_py.errors import FailedPrecondition, InvalidArgument, NotFound
-from cri_py.image import build
+from cri_py.image import archive, build
 from cri_py.image import reference as refs
 from cri_py.image.content import ContentStore
 from cri_py.image.local import load_json_blob, make_record, parse_manifest, unpack_stored_layers
@@ -249,6 +249,29 @@ class ImageService:
         for digest in self.content.blob_digests():
             if digest not in keep:
                 self.content.delete_blob(digest)
+
+    # archives (blocking: the CLI calls these directly, the daemon would use a thread)
+
+    def import_archive(self, path: Path) -> builtins.list[ImageRecord]:
+        """Load an OCI layout or docker-archive; returns the images it held."""
+        self.content.prepare()
+        records = []
+        for item in archive.import_archive(path, self.content, self.content.ingest_dir):
+            manifest = parse_manifest(self.content.read_blob(item.manifest_digest))
+            config = load_json_blob(self.content, manifest["config"]["digest"])
+            chains = unpack_stored_layers(self.content, manifest, config, self.limits)
+            digests = [refs.parse(n).digested(item.manifest_digest) for n in item.names]
+            record = make_record(
+                self.content, item.manifest_digest, manifest, config, chains, item.names, digests
+            )
+            self._commit(record)
+            records.append(record)
+        return records
+
+    def export_archive(self, ref_or_id: str, dest: Path) -> ImageRecord:
+        record = self.resolve(ref_or_id)
+        archive.export_archive(record, self.content, dest)
+        return record
 
     # usage
 
