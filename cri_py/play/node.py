@@ -46,7 +46,19 @@ def _page_size_name(kib: int) -> str:
     return f"{size}B"
 
 
+def _hugetlb_controller() -> bool:
+    """A cgroup v1 hugetlb hierarchy, or a pure cgroup v2 host (which always has it)."""
+    if os.path.isdir("/sys/fs/cgroup/hugetlb"):
+        return True
+    return os.path.exists("/sys/fs/cgroup/cgroup.controllers")
+
+
 def _hugepage_sizes() -> tuple[str, ...]:
+    # kubelet limits every page size to 0 unless asked; without a hugetlb controller the
+    # runtimes drop those limits (containerd's tolerate_missing_hugetlb_controller, CRI-O's
+    # CgroupHasHugetlb), so play leaves them out and works with runtimes that do not.
+    if not _hugetlb_controller():
+        return ()
     try:
         names = sorted(os.listdir("/sys/kernel/mm/hugepages"))
     except OSError:

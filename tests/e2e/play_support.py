@@ -1,0 +1,97 @@
+"""Helpers for the `cri-py play` end-to-end tests: run the CLI as a user would, against a daemon."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+PLAY = [
+    sys.executable,
+    "-c",
+    "import sys; from cri_py.play import play_main; sys.exit(play_main(sys.argv[1:]))",
+]
+
+
+@dataclass
+class PlayEnv:
+    """Where one test's kubelet state lives and which endpoint it drives."""
+
+    endpoint: str
+    volume_root: Path
+    pod_logs_dir: Path
+    played: list[Path] = field(default_factory=list)
+
+    def args(self, *extra: str) -> list[str]:
+        return [
+            *PLAY,
+            *extra,
+            "--endpoint",
+            self.endpoint,
+            "--volume-root",
+            str(self.volume_root),
+            "--pod-logs-dir",
+            str(self.pod_logs_dir),
+        ]
+
+    def play(
+        self, manifest: Path, *flags: str, check: bool = True, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
+        if manifest not in self.played:
+            self.played.append(manifest)
+        result = subprocess.run(
+            self.args(str(manifest), *flags), capture_output=True, text=True, cwd=REPO, timeout=timeout
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(
+                f"cri-py play {' '.join(flags)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
+            )
+        return result
+
+    def cleanup(self) -> None:
+        """--down for everything played, so a failed test leaves no pods, mounts or cgroups."""
+        for manifest in self.played:
+            subprocess.run(
+                self.args(str(manifest), "--down", "--grace-period", "0"),
+                capture_output=True,
+                cwd=REPO,
+                timeout=120,
+            )
+
+    def leftovers(self) -> list[str]:
+        found = [str(p) for p in self.volume_root.rglob("*")] if self.volume_root.exists() else []
+        found += [str(p) for p in self.pod_logs_dir.iterdir()] if self.pod_logs_dir.exists() else []
+        prefix = str(self.volume_root)
+        with open("/proc/self/mountinfo") as mountinfo:
+            found += [f"mount {line.split()[4]}" for line in mountinfo if line.split()[4].startswith(prefix)]
+        return found
+
+
+def write_manifest(path: Path, docs: list[dict[str, Any]]) -> Path:
+    path.write_text(yaml.safe_dump_all(docs, sort_keys=False))
+    return path
+
+
+def with_image(doc: dict[str, Any], image: str) -> dict[str, Any]:
+    """The example manifests name docker.io busybox; tests pull the suite registry's instead."""
+    for key in ("initContainers", "containers"):
+        for container in doc["spec"].get(key, []):
+            container["image"] = image
+    return doc
+
+
+def wait_for(predicate: Any, timeout: float = 30.0, interval: float = 0.1) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        time.sleep(interval)

@@ -1,0 +1,94 @@
+"""`cri-py play` end to end: the web example through a real cri-py daemon, then --status and --down."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from cri_py.api import api_pb2
+from tests.e2e.play_support import PlayEnv, wait_for, with_image, write_manifest
+from tests.e2e.registry_fixtures import TestRegistry, free_port, registry  # noqa: F401
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "conf" / "examples"
+
+
+@pytest.fixture
+def cri(cri_factory: Any, registry: TestRegistry) -> Any:  # noqa: F811
+    return cri_factory(registry.daemon_overrides())
+
+
+@pytest.fixture
+def play_env(cri: Any, tmp_path: Path) -> Iterator[PlayEnv]:
+    env = PlayEnv(f"unix://{cri.socket}", tmp_path / "volumes", tmp_path / "pod-logs")
+    yield env
+    env.cleanup()
+    cri.remove_everything()  # a failed test may leave pods; --down is what the tests check
+
+
+def test_play_web_example_serves_page_and_down_leaves_nothing(
+    cri: Any,
+    play_env: PlayEnv,
+    registry: TestRegistry,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    doc = with_image(yaml.safe_load((EXAMPLES / "web.yaml").read_text()), registry.busybox)
+    port = free_port()
+    doc["spec"]["containers"][0]["ports"][0]["hostPort"] = port
+    manifest = write_manifest(tmp_path / "web.yaml", [doc])
+
+    up = play_env.play(manifest)
+    assert "default/web" in up.stdout
+
+    def page() -> str | None:
+        try:
+            response = httpx.get(f"http://127.0.0.1:{port}/", timeout=2)
+        except httpx.HTTPError:
+            return None
+        return response.text if response.status_code == 200 else None
+
+    text = wait_for(page)
+    assert "Hello from cri-py" in text and "pod web in namespace default" in text
+
+    # what kubelet would have sent, as the runtime stored it
+    pods = cri.runtime.ListPodSandbox(api_pb2.ListPodSandboxRequest(), timeout=10).items
+    assert len(pods) == 1
+    labels = dict(pods[0].labels)
+    assert labels["io.kubernetes.pod.name"] == "web" and labels["app"] == "web"
+    uid = labels["io.kubernetes.pod.uid"]
+    containers = {
+        c.metadata.name: c
+        for c in cri.runtime.ListContainers(api_pb2.ListContainersRequest(), timeout=10).containers
+    }
+    assert set(containers) == {"write-page", "httpd"}
+    assert containers["write-page"].state == api_pb2.CONTAINER_EXITED
+    assert containers["httpd"].state == api_pb2.CONTAINER_RUNNING
+    status = cri.runtime.ContainerStatus(
+        api_pb2.ContainerStatusRequest(container_id=containers["httpd"].id), timeout=10
+    ).status
+    assert status.log_path == str(play_env.pod_logs_dir / f"default_web_{uid}" / "httpd" / "0.log")
+    assert (
+        play_env.volume_root / "pods" / uid / "volumes" / "kubernetes.io~empty-dir" / "www" / "index.html"
+    ).exists()
+
+    table = play_env.play(manifest, "--status").stdout.splitlines()
+    assert table[0].split()[:2] == ["POD", "SANDBOX"]
+    rows = {name: line for line in table[1:] for name in ("httpd", "write-page") if f" {name} " in line}
+    assert "Running" in rows["httpd"] and "Exited(0" in rows["write-page"]
+    assert "10.214.0." in table[1]
+
+    # playing the same manifest again changes nothing
+    again = play_env.play(manifest)
+    assert "already running" in again.stdout
+    assert len(cri.runtime.ListPodSandbox(api_pb2.ListPodSandboxRequest(), timeout=10).items) == 1
+
+    play_env.play(manifest, "--down", "--grace-period", "2")
+    assert cri.runtime.ListPodSandbox(api_pb2.ListPodSandboxRequest(), timeout=10).items == []
+    assert cri.runtime.ListContainers(api_pb2.ListContainersRequest(), timeout=10).containers == []
+    assert play_env.leftovers() == []
+    assert page() is None
+    assert "NotFound" in play_env.play(manifest, "--status").stdout
