@@ -90,12 +90,15 @@ class _Token:
 class RegistryClient:
     """One per daemon: keeps connections, working schemes and tokens between pulls."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, transport: httpx.AsyncBaseTransport | None = None) -> None:
+        # transport: the network seam, replaced only by unit tests
         self.config = config
         limits = httpx.Limits(max_connections=64, max_keepalive_connections=16)
-        self._http = httpx.AsyncClient(follow_redirects=True, timeout=_TIMEOUT, limits=limits)
+        self._http = httpx.AsyncClient(
+            follow_redirects=True, timeout=_TIMEOUT, limits=limits, transport=transport
+        )
         self._http_noverify = httpx.AsyncClient(
-            follow_redirects=True, timeout=_TIMEOUT, limits=limits, verify=False
+            follow_redirects=True, timeout=_TIMEOUT, limits=limits, verify=False, transport=transport
         )
         self._schemes: dict[str, str] = {}
         self._tokens: dict[tuple[str, str, str, str], _Token] = {}
