@@ -85,6 +85,17 @@ class Daemon:
         self.rootfs = RootfsManager(config)
         self.network = NetworkManager(config.cni, config.run_dir)
         await self.images.start()
+        # pods and containers (issue 5): one runtime set shared by both services
+        from cri_py.container.service import ContainerService
+        from cri_py.oci.registry import RuntimeSet
+        from cri_py.pod.service import PodService
+
+        runtimes = RuntimeSet(config)
+        self.pods = PodService(config, self.db, runtimes, self.network)
+        self.containers = ContainerService(config, self.db, runtimes, self.pods, self.images, self.rootfs)
+        self.images.in_use = self.containers.image_in_use
+        await self.pods.recover()
+        await self.containers.recover()
         # ---- end of services wiring ----------------------------------------------------------
         # after the pods are known: releases CNI attachments of pods that no longer exist
         await self.network.start(self._live_pod_ids)
@@ -114,6 +125,10 @@ class Daemon:
             await self._server.stop(grace=2.0)
             self._server = None
         # ---- services shutdown: each area stops its background work here ---------------------
+        if self.containers is not None:
+            await self.containers.close()
+        if self.pods is not None:
+            await self.pods.close()
         if self.network is not None:
             await self.network.stop()
         if self.images is not None:

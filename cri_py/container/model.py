@@ -1,0 +1,85 @@
+"""The persisted record of one container."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cri_py.api import api_pb2
+from cri_py.container.state import ContainerState
+
+
+@dataclass
+class ContainerRecord:
+    id: str
+    pod_id: str
+    name: str
+    attempt: int
+    state: ContainerState
+    created_at: int
+    runtime_handler: str
+    # the ContainerConfig as sent, serialized (labels, annotations, mounts, resources, ...)
+    config_b64: str
+    image_id: str
+    image_ref: str
+    image_name: str
+    bundle: str
+    log_path: str = ""
+    cgroups_path: str = ""
+    pid: int = 0
+    conmon_pid: int = 0
+    started_at: int = 0
+    finished_at: int = 0
+    exit_code: int = 0
+    reason: str = ""
+    message: str = ""
+    stop_signal: int = 15
+    uid: int = 0
+    gid: int = 0
+    supplemental_groups: list[int] = field(default_factory=list)
+    # resources as last applied (UpdateContainerResources), serialized LinuxContainerResources
+    resources_b64: str = ""
+    # the runtime forgot the container (runc delete done)
+    deleted: bool = False
+
+    @property
+    def name_key(self) -> str:
+        return container_name_key(self.pod_id, self.name, self.attempt)
+
+    def config(self) -> api_pb2.ContainerConfig:
+        cfg = api_pb2.ContainerConfig()
+        cfg.ParseFromString(base64.b64decode(self.config_b64))
+        return cfg
+
+    def resources(self) -> api_pb2.LinuxContainerResources:
+        res = api_pb2.LinuxContainerResources()
+        if self.resources_b64:
+            res.ParseFromString(base64.b64decode(self.resources_b64))
+        return res
+
+    @property
+    def bundle_dir(self) -> Path:
+        return Path(self.bundle)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["state"] = str(self.state)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ContainerRecord:
+        names = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in data.items() if k in names}
+        values["state"] = ContainerState(values["state"])
+        return cls(**values)
+
+
+def container_name_key(pod_id: str, name: str, attempt: int) -> str:
+    return f"{pod_id}_{name}_{attempt}"
+
+
+def encode(message: Any) -> str:
+    return base64.b64encode(message.SerializeToString()).decode()

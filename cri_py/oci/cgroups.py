@@ -1,0 +1,174 @@
+"""cgroup naming, CRI resources as OCI resources, and reading usage back (v1 and v2)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cri_py.api import api_pb2
+
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+CONTAINER_PREFIX = "cri-py"
+
+
+def container_cgroups_path(parent: str, cid: str, driver: str) -> str:
+    """The OCI cgroupsPath: a path for cgroupfs, `slice:prefix:name` for systemd."""
+    if driver == "systemd":
+        slice_name = parent.rsplit("/", 1)[-1] if parent else "system.slice"
+        if not slice_name.endswith(".slice"):
+            slice_name = "system.slice"
+        return f"{slice_name}:{CONTAINER_PREFIX}:{cid}"
+    parent = "/" + parent.strip("/") if parent.strip("/") else ""
+    return f"{parent}/{CONTAINER_PREFIX}-{cid}"
+
+
+def cgroup_relpath(cgroups_path: str, driver: str) -> str:
+    """Where the runtime put the cgroup, relative to each hierarchy's root."""
+    if driver == "systemd":
+        slice_name, prefix, name = cgroups_path.split(":")
+        # systemd nests "a-b-c.slice" as a.slice/a-b.slice/a-b-c.slice
+        parts = slice_name.removesuffix(".slice").split("-")
+        nested = ["-".join(parts[: i + 1]) + ".slice" for i in range(len(parts))]
+        return "/".join(nested) + f"/{prefix}-{name}.scope"
+    return cgroups_path.strip("/")
+
+
+def is_cgroup_v2() -> bool:
+    return (CGROUP_ROOT / "cgroup.controllers").exists()
+
+
+def own_oom_score_adj() -> int:
+    try:
+        return int(Path("/proc/self/oom_score_adj").read_text())
+    except (OSError, ValueError):
+        return 0
+
+
+def clamp_oom_score_adj(requested: int, floor: int) -> int:
+    """Without CAP_SYS_RESOURCE nothing below our own value can be set; runc would die."""
+    return min(1000, max(requested, floor, -1000))
+
+
+def oci_resources(res: api_pb2.LinuxContainerResources | None) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if res is None:
+        return out
+    cpu: dict[str, Any] = {}
+    if res.cpu_shares:
+        cpu["shares"] = res.cpu_shares
+    if res.cpu_quota:
+        cpu["quota"] = res.cpu_quota
+    if res.cpu_period:
+        cpu["period"] = res.cpu_period
+    if res.cpuset_cpus:
+        cpu["cpus"] = res.cpuset_cpus
+    if res.cpuset_mems:
+        cpu["mems"] = res.cpuset_mems
+    if cpu:
+        out["cpu"] = cpu
+    memory: dict[str, Any] = {}
+    if res.memory_limit_in_bytes:
+        memory["limit"] = res.memory_limit_in_bytes
+        # no swap beyond the limit unless asked (kubelet's default)
+        memory["swap"] = res.memory_swap_limit_in_bytes or res.memory_limit_in_bytes
+    elif res.memory_swap_limit_in_bytes:
+        memory["swap"] = res.memory_swap_limit_in_bytes
+    if memory:
+        out["memory"] = memory
+    if res.hugepage_limits:
+        out["hugepageLimits"] = [{"pageSize": h.page_size, "limit": h.limit} for h in res.hugepage_limits]
+    if res.unified:
+        out["unified"] = dict(res.unified)
+    return out
+
+
+@dataclass(frozen=True)
+class CgroupUsage:
+    timestamp_ns: int
+    cpu_usage_ns: int
+    memory_usage: int
+    working_set: int
+    rss: int
+    page_faults: int
+    major_page_faults: int
+    memory_limit: int  # 0 = unlimited
+    pids: int
+
+
+def _read_int(path: Path) -> int:
+    try:
+        return int(path.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _read_kv(path: Path) -> dict[str, int]:
+    out: dict[str, int] = {}
+    with contextlib.suppress(OSError):
+        for line in path.read_text().splitlines():
+            key, _, value = line.partition(" ")
+            with contextlib.suppress(ValueError):
+                out[key] = int(value)
+    return out
+
+
+_UNLIMITED = 1 << 62
+
+
+def read_usage(relpath: str) -> CgroupUsage | None:
+    """Usage of one cgroup; None when it does not exist (container gone)."""
+    import time
+
+    now = time.time_ns()
+    if is_cgroup_v2():
+        base = CGROUP_ROOT / relpath
+        if not base.is_dir():
+            return None
+        cpu = _read_kv(base / "cpu.stat").get("usage_usec", 0) * 1000
+        mem = _read_kv(base / "memory.stat")
+        usage = _read_int(base / "memory.current")
+        limit_text = ""
+        with contextlib.suppress(OSError):
+            limit_text = (base / "memory.max").read_text().strip()
+        limit = int(limit_text) if limit_text.isdigit() else 0
+        ws = max(0, usage - mem.get("inactive_file", 0))
+        return CgroupUsage(
+            now, cpu, usage, ws, mem.get("anon", 0), mem.get("pgfault", 0), mem.get("pgmajfault", 0),
+            limit, _read_int(base / "pids.current"),
+        )  # fmt: skip
+    cpuacct = CGROUP_ROOT / "cpuacct" / relpath
+    memory = CGROUP_ROOT / "memory" / relpath
+    if not cpuacct.is_dir() and not memory.is_dir():
+        return None
+    mem = _read_kv(memory / "memory.stat")
+    usage = _read_int(memory / "memory.usage_in_bytes")
+    limit = _read_int(memory / "memory.limit_in_bytes")
+    ws = max(0, usage - mem.get("total_inactive_file", 0))
+    return CgroupUsage(
+        now,
+        _read_int(cpuacct / "cpuacct.usage"),
+        usage,
+        ws,
+        mem.get("total_rss", 0),
+        mem.get("total_pgfault", 0),
+        mem.get("total_pgmajfault", 0),
+        0 if limit >= _UNLIMITED else limit,
+        _read_int(CGROUP_ROOT / "pids" / relpath / "pids.current"),
+    )
+
+
+def remove_cgroup(relpath: str) -> None:
+    """Remove an (empty) cgroup from every hierarchy, deepest first; ignore what's absent."""
+    if not relpath.strip("/"):
+        return
+    roots = [CGROUP_ROOT] if is_cgroup_v2() else [p for p in CGROUP_ROOT.iterdir() if p.is_dir()]
+    for root in roots:
+        target = root / relpath.strip("/")
+        if not target.is_dir():
+            continue
+        for dirpath, _dirs, _files in sorted(os.walk(target), key=lambda t: -len(t[0])):
+            with contextlib.suppress(OSError):
+                os.rmdir(dirpath)

@@ -1,0 +1,122 @@
+"""Waiting for a monitor (conmon) to exit and reading what it recorded.
+
+conmon is not our child after its double fork (unless the daemon is a child subreaper), so
+`waitpid` is not generally available: a pidfd becomes readable when the process exits,
+whoever its parent is. Where we are the parent (subreaper), we also reap it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+_PR_SET_CHILD_SUBREAPER = 36
+
+
+def become_child_subreaper() -> bool:
+    """Make orphaned descendants (daemonized conmon) our children, so we can reap them."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    return int(libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)) == 0
+
+
+def process_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            # a zombie is dead for our purposes; field 3 is the state letter
+            state = f.read().rsplit(b")", 1)[1].split()[0]
+        return state not in (b"Z", b"X")
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+
+
+def _reap(pid: int) -> None:
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+async def wait_pid_exit(pid: int) -> None:
+    """Return once `pid` has exited (immediately if it is gone already)."""
+    if pid <= 0:
+        return
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[None] = loop.create_future()
+
+    def ready() -> None:
+        if not done.done():
+            done.set_result(None)
+
+    try:
+        loop.add_reader(fd, ready)
+        try:
+            # the process may be a zombie child already: readable at once
+            await done
+        finally:
+            loop.remove_reader(fd)
+    finally:
+        os.close(fd)
+    _reap(pid)
+
+
+@dataclass(frozen=True)
+class ExitInfo:
+    exit_code: int
+    finished_at_ns: int
+    oom_killed: bool
+
+
+def read_exit(exit_file: Path, oom_file: Path) -> ExitInfo | None:
+    """What conmon recorded: status without newline; the file's ctime is the finish time."""
+    try:
+        st = exit_file.stat()
+        text = exit_file.read_text().strip()
+    except FileNotFoundError:
+        return None
+    try:
+        code = int(text)
+    except ValueError:
+        code = -1
+    return ExitInfo(code, st.st_ctime_ns, oom_file.exists())
+
+
+def _zombie_children() -> set[int]:
+    found: set[int] = set()
+    me = os.getpid()
+    try:
+        tids = os.listdir(f"/proc/{me}/task")
+    except OSError:
+        return found
+    for tid in tids:
+        try:
+            with open(f"/proc/{me}/task/{tid}/children") as f:
+                pids = [int(p) for p in f.read().split()]
+        except (OSError, ValueError):
+            continue
+        for pid in pids:
+            if not process_alive(pid) and os.path.exists(f"/proc/{pid}"):
+                found.add(pid)
+    return found
+
+
+async def reap_orphans(interval: float = 2.0) -> None:
+    """As a child subreaper we inherit orphans (runsc helpers, exited pause processes).
+
+    asyncio's child watcher reaps the processes it started within microseconds of their
+    exit; only a zombie seen on two sweeps in a row is an orphan nobody else will wait for.
+    """
+    seen: set[int] = set()
+    while True:
+        await asyncio.sleep(interval)
+        now = _zombie_children()
+        for pid in now & seen:
+            _reap(pid)
+        seen = now - seen

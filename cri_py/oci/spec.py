@@ -1,0 +1,371 @@
+"""The OCI runtime spec (config.json) for infra and workload containers, built without I/O
+except reading the image's user database."""
+
+from __future__ import annotations
+
+import signal as signal_mod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cri_py.api import api_pb2
+from cri_py.errors import InvalidArgument
+from cri_py.oci import security
+from cri_py.oci.cgroups import clamp_oom_score_adj, container_cgroups_path, oci_resources
+from cri_py.oci.users import resolve_user
+
+OCI_VERSION = "1.0.2"
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+# annotations gVisor (and Kata) read to put a pod's containers into one sandbox
+ANNOTATION_CONTAINER_TYPE = "io.kubernetes.cri.container-type"
+ANNOTATION_SANDBOX_ID = "io.kubernetes.cri.sandbox-id"
+
+
+@dataclass(frozen=True)
+class PodContext:
+    """What a container takes from its pod."""
+
+    id: str
+    hostname: str
+    cgroup_parent: str
+    # namespace files to join; None = the host's
+    netns_path: str | None
+    ipc_path: str | None
+    uts_path: str | None
+    # the pod's shared PID namespace (infra process), None when the pod shares none
+    pid_path: str | None
+    host_pid: bool
+    resolv_conf: Path
+    hosts: Path
+    hostname_file: Path
+    shm_path: Path | None
+    sysctls: dict[str, str] = field(default_factory=dict)
+    privileged: bool = False
+    sandboxed_runtime: bool = False
+
+
+@dataclass(frozen=True)
+class HostFacts:
+    cgroup_driver: str
+    oom_score_adj_floor: int
+
+
+def _mount(dest: str, typ: str, source: str, options: list[str]) -> dict[str, Any]:
+    return {"destination": dest, "type": typ, "source": source, "options": options}
+
+
+def _base_mounts(privileged: bool) -> list[dict[str, Any]]:
+    ro = [] if privileged else ["ro"]
+    return [
+        _mount("/proc", "proc", "proc", ["nosuid", "noexec", "nodev"]),
+        _mount("/dev", "tmpfs", "tmpfs", ["nosuid", "strictatime", "mode=755", "size=65536k"]),
+        _mount("/dev/pts", "devpts", "devpts", ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]),
+        _mount("/dev/mqueue", "mqueue", "mqueue", ["nosuid", "noexec", "nodev"]),
+        _mount("/sys", "sysfs", "sysfs", ["nosuid", "noexec", "nodev", *ro]),
+        _mount("/sys/fs/cgroup", "cgroup", "cgroup", ["nosuid", "noexec", "nodev", "relatime", *ro]),
+    ]  # fmt: skip
+
+
+def _pod_file_mounts(pod: PodContext, readonly: bool) -> list[dict[str, Any]]:
+    mode = "ro" if readonly else "rw"
+    mounts = [
+        _mount("/etc/hosts", "bind", str(pod.hosts), ["rbind", "rprivate", mode]),
+        _mount("/etc/resolv.conf", "bind", str(pod.resolv_conf), ["rbind", "rprivate", mode]),
+        _mount("/etc/hostname", "bind", str(pod.hostname_file), ["rbind", "rprivate", mode]),
+    ]
+    if pod.shm_path is not None:
+        mounts.append(_mount("/dev/shm", "bind", str(pod.shm_path), ["rbind", "rprivate", "rw"]))
+    else:
+        mounts.append(_mount("/dev/shm", "bind", "/dev/shm", ["rbind", "rprivate", "rw"]))
+    return mounts
+
+
+def _namespaces(pod: PodContext, pid_ns: dict[str, Any] | None) -> list[dict[str, Any]]:
+    ns: list[dict[str, Any]] = [{"type": "mount"}]
+    for typ, path in (("network", pod.netns_path), ("ipc", pod.ipc_path), ("uts", pod.uts_path)):
+        if path is not None:
+            ns.append({"type": typ, "path": path})
+    if pid_ns is not None:
+        ns.append(pid_ns)
+    return ns
+
+
+_PROPAGATION = {
+    api_pb2.PROPAGATION_PRIVATE: "rprivate",
+    api_pb2.PROPAGATION_HOST_TO_CONTAINER: "rslave",
+    api_pb2.PROPAGATION_BIDIRECTIONAL: "rshared",
+}
+
+
+def cri_mounts(mounts: list[api_pb2.Mount], *, rro_supported: bool) -> list[dict[str, Any]]:
+    out = []
+    for m in mounts:
+        if not m.container_path or not m.host_path:
+            raise InvalidArgument("a mount needs container_path and host_path")
+        if not Path(m.host_path).exists():
+            raise InvalidArgument(f"mount source {m.host_path!r} does not exist")
+        opts = ["rbind", _PROPAGATION.get(m.propagation, "rprivate")]
+        if m.recursive_read_only:
+            if not m.readonly:
+                raise InvalidArgument("recursive_read_only needs readonly")
+            if not rro_supported:
+                raise InvalidArgument("recursive read-only mounts are not supported by this runtime")
+            opts.append("rro")
+        opts.append("ro" if m.readonly else "rw")
+        out.append(_mount(m.container_path, "bind", m.host_path, opts))
+    return out
+
+
+def _seccomp(
+    profile: api_pb2.SecurityProfile | None, legacy_path: str, caps: list[str]
+) -> dict[str, Any] | None:
+    if profile is not None:
+        if profile.profile_type == api_pb2.SecurityProfile.Unconfined:
+            return None
+        if profile.profile_type == api_pb2.SecurityProfile.Localhost:
+            return security.load_localhost_profile(profile.localhost_ref)
+        return security.default_seccomp_profile(caps)
+    if legacy_path in ("runtime/default", "docker/default"):
+        return security.default_seccomp_profile(caps)
+    if legacy_path.startswith("localhost/"):
+        return security.load_localhost_profile(legacy_path)
+    return None
+
+
+def resolve_signal(value: int, image_stop_signal: str) -> int:
+    """CRI's Signal enum or the image's StopSignal ("SIGQUIT", "3"), default SIGTERM."""
+    if value:
+        name = api_pb2.Signal.Name(value)
+        return _signal_number(name)
+    if image_stop_signal:
+        return _signal_number(image_stop_signal)
+    return int(signal_mod.SIGTERM)
+
+
+def _signal_number(name: str) -> int:
+    name = name.strip().upper()
+    if name.isdigit():
+        return int(name)
+    if not name.startswith("SIG"):
+        name = "SIG" + name
+    aliases = {"SIGCLD": "SIGCHLD", "SIGPOLL": "SIGIO", "SIGIOT": "SIGABRT"}
+    name = aliases.get(name, name)
+    if name.startswith("SIGRTMINPLUS"):
+        return int(signal_mod.SIGRTMIN) + int(name.removeprefix("SIGRTMINPLUS"))
+    if name.startswith("SIGRTMAXMINUS"):
+        return int(signal_mod.SIGRTMAX) - int(name.removeprefix("SIGRTMAXMINUS"))
+    try:
+        return int(signal_mod.Signals[name])
+    except KeyError as exc:
+        raise InvalidArgument(f"unknown signal {name!r}") from exc
+
+
+def command_line(config: api_pb2.ContainerConfig, image_cfg: dict[str, Any]) -> list[str]:
+    """kubelet's rule: command replaces Entrypoint (and drops Cmd); args replace Cmd."""
+    entrypoint = list(image_cfg.get("Entrypoint") or [])
+    cmd = list(image_cfg.get("Cmd") or [])
+    if config.command:
+        argv = list(config.command) + list(config.args)
+    else:
+        argv = entrypoint + (list(config.args) if config.args else cmd)
+    if not argv:
+        raise InvalidArgument("no command specified and the image has no entrypoint or cmd")
+    return argv
+
+
+def environment(config: api_pb2.ContainerConfig, image_cfg: dict[str, Any], hostname: str) -> list[str]:
+    env: dict[str, str] = {}
+    for item in image_cfg.get("Env") or []:
+        key, _, value = str(item).partition("=")
+        env[key] = value
+    for kv in config.envs:
+        env[kv.key] = kv.value
+    env.setdefault("PATH", DEFAULT_PATH)
+    env.setdefault("HOSTNAME", hostname)
+    if config.tty:
+        env.setdefault("TERM", "xterm")
+    return [f"{k}={v}" for k, v in env.items()]
+
+
+def container_spec(
+    *,
+    cid: str,
+    config: api_pb2.ContainerConfig,
+    image_config: dict[str, Any],
+    rootfs: Path,
+    pod: PodContext,
+    host: HostFacts,
+    rro_supported: bool = False,
+    target_pid_path: str | None = None,
+) -> dict[str, Any]:
+    image_cfg = dict(image_config.get("config") or {})
+    linux = config.linux
+    sc = linux.security_context
+    privileged = sc.privileged
+    if privileged and not pod.privileged:
+        raise InvalidArgument("a privileged container needs a privileged pod sandbox")
+    caps = security.capability_set(
+        list(sc.capabilities.add_capabilities), list(sc.capabilities.drop_capabilities), privileged
+    )
+    user = resolve_user(
+        rootfs,
+        uid=sc.run_as_user.value if sc.HasField("run_as_user") else None,
+        username=sc.run_as_username,
+        gid=sc.run_as_group.value if sc.HasField("run_as_group") else None,
+        image_user=str(image_cfg.get("User") or ""),
+        supplemental=list(sc.supplemental_groups),
+        strict=sc.supplemental_groups_policy == api_pb2.Strict,
+    )
+    # a non-root user keeps only ambient capabilities; its effective set starts empty
+    ambient = [security.normalize_capability(c) for c in sc.capabilities.add_ambient_capabilities]
+    effective = caps if user.uid == 0 else [c for c in caps if c in ambient]
+    process: dict[str, Any] = {
+        "terminal": config.tty,
+        "user": {"uid": user.uid, "gid": user.gid},
+        "args": command_line(config, image_cfg),
+        "env": environment(config, image_cfg, pod.hostname),
+        "cwd": config.working_dir or str(image_cfg.get("WorkingDir") or "/"),
+        "capabilities": {
+            "bounding": caps,
+            "effective": effective,
+            "permitted": caps if user.uid == 0 else effective,
+            "inheritable": ambient,
+            "ambient": ambient,
+        },
+        "noNewPrivileges": sc.no_new_privs,
+        "oomScoreAdj": clamp_oom_score_adj(linux.resources.oom_score_adj, host.oom_score_adj_floor),
+    }
+    if user.additional_gids:
+        process["user"]["additionalGids"] = user.additional_gids
+    if user.username:
+        process["user"]["username"] = user.username
+
+    pid_mode = sc.namespace_options.pid
+    pid_ns: dict[str, Any] | None
+    if pid_mode == api_pb2.NODE or pod.host_pid:
+        pid_ns = None
+    elif pid_mode == api_pb2.POD and pod.pid_path:
+        pid_ns = {"type": "pid", "path": pod.pid_path}
+    elif pid_mode == api_pb2.TARGET:
+        if not target_pid_path:
+            raise InvalidArgument("pid namespace TARGET needs a running target container")
+        pid_ns = {"type": "pid", "path": target_pid_path}
+    else:
+        pid_ns = {"type": "pid"}
+
+    mounts = _base_mounts(privileged)
+    mounts += _pod_file_mounts(pod, readonly=False)
+    user_mounts = cri_mounts(list(config.mounts), rro_supported=rro_supported)
+    user_dests = {m["destination"] for m in user_mounts}
+    mounts = [m for m in mounts if m["destination"] not in user_dests]
+    mounts += sorted(user_mounts, key=lambda m: len(Path(m["destination"]).parts))
+
+    resources = oci_resources(linux.resources if linux.HasField("resources") else None)
+    resources["devices"] = [{"allow": privileged, "access": "rwm"}]
+    devices = []
+    for dev in config.devices:
+        devices.append(_device(dev))
+        resources["devices"].append(
+            {"allow": True, "type": devices[-1]["type"], "major": devices[-1]["major"],
+             "minor": devices[-1]["minor"], "access": dev.permissions or "rwm"}
+        )  # fmt: skip
+
+    linux_spec: dict[str, Any] = {
+        "namespaces": _namespaces(pod, pid_ns),
+        "cgroupsPath": container_cgroups_path(pod.cgroup_parent, cid, host.cgroup_driver),
+        "resources": resources,
+        "sysctl": dict(pod.sysctls),
+    }
+    if devices:
+        linux_spec["devices"] = devices
+    if not privileged:
+        linux_spec["maskedPaths"] = list(sc.masked_paths) or list(security.DEFAULT_MASKED_PATHS)
+        linux_spec["readonlyPaths"] = list(sc.readonly_paths) or list(security.DEFAULT_READONLY_PATHS)
+        seccomp = _seccomp(sc.seccomp if sc.HasField("seccomp") else None, sc.seccomp_profile_path, caps)
+        if seccomp is not None:
+            linux_spec["seccomp"] = seccomp
+    annotations = dict(config.annotations)
+    annotations[ANNOTATION_CONTAINER_TYPE] = "container"
+    annotations[ANNOTATION_SANDBOX_ID] = pod.id
+    return {
+        "ociVersion": OCI_VERSION,
+        "process": process,
+        "root": {"path": str(rootfs), "readonly": sc.readonly_rootfs},
+        "hostname": pod.hostname if pod.uts_path is not None else "",
+        "mounts": mounts,
+        "annotations": annotations,
+        "linux": linux_spec,
+    }
+
+
+def _device(dev: api_pb2.Device) -> dict[str, Any]:
+    import os
+    import stat
+
+    try:
+        st = os.stat(dev.host_path)
+    except OSError as exc:
+        raise InvalidArgument(f"device {dev.host_path!r}: {exc.strerror}") from exc
+    if stat.S_ISCHR(st.st_mode):
+        typ = "c"
+    elif stat.S_ISBLK(st.st_mode):
+        typ = "b"
+    else:
+        raise InvalidArgument(f"{dev.host_path!r} is not a device")
+    return {
+        "path": dev.container_path or dev.host_path,
+        "type": typ,
+        "major": os.major(st.st_rdev),
+        "minor": os.minor(st.st_rdev),
+        "fileMode": stat.S_IMODE(st.st_mode),
+        "uid": st.st_uid,
+        "gid": st.st_gid,
+    }
+
+
+def infra_spec(
+    *,
+    pod: PodContext,
+    rootfs: Path,
+    catatonit: Path,
+    host: HostFacts,
+    oom_score_adj: int = -998,
+) -> dict[str, Any]:
+    """The pause process: catatonit in pause mode, holding the pod's PID namespace (and, for
+    sandboxed runtimes, the sandbox itself)."""
+    caps: list[str] = []
+    mounts = [
+        _mount("/proc", "proc", "proc", ["nosuid", "noexec", "nodev"]),
+        _mount("/dev", "tmpfs", "tmpfs", ["nosuid", "strictatime", "mode=755", "size=65536k"]),
+        _mount("/sys", "sysfs", "sysfs", ["nosuid", "noexec", "nodev", "ro"]),
+        _mount("/pause", "bind", str(catatonit), ["rbind", "rprivate", "ro"]),
+    ]
+    mounts += _pod_file_mounts(pod, readonly=True)
+    pid_ns = None if pod.host_pid else {"type": "pid"}
+    cid = pod.id
+    return {
+        "ociVersion": OCI_VERSION,
+        "process": {
+            "terminal": False,
+            "user": {"uid": 65535, "gid": 65535},
+            "args": ["/pause", "-P"],
+            "env": [f"PATH={DEFAULT_PATH}"],
+            "cwd": "/",
+            "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
+            "noNewPrivileges": True,
+            "oomScoreAdj": clamp_oom_score_adj(oom_score_adj, host.oom_score_adj_floor),
+        },
+        "root": {"path": str(rootfs), "readonly": True},
+        "hostname": pod.hostname if pod.uts_path is not None else "",
+        "mounts": mounts,
+        "annotations": {ANNOTATION_CONTAINER_TYPE: "sandbox", ANNOTATION_SANDBOX_ID: pod.id},
+        "linux": {
+            "namespaces": _namespaces(pod, pid_ns),
+            "cgroupsPath": container_cgroups_path(pod.cgroup_parent, cid, host.cgroup_driver),
+            "resources": {"devices": [{"allow": False, "access": "rwm"}]},
+            "sysctl": dict(pod.sysctls),
+            "maskedPaths": list(security.DEFAULT_MASKED_PATHS),
+            "readonlyPaths": list(security.DEFAULT_READONLY_PATHS),
+        },
+    }

@@ -1,0 +1,88 @@
+"""Resolving a container user against the image's /etc/passwd and /etc/group."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cri_py.errors import InvalidArgument
+
+
+@dataclass(frozen=True)
+class ResolvedUser:
+    uid: int
+    gid: int
+    additional_gids: list[int] = field(default_factory=list)
+    username: str = ""
+
+
+def _safe_read(rootfs: Path, rel: str) -> list[list[str]]:
+    # a symlink inside the image must not lead us out of it
+    path = rootfs / rel
+    try:
+        if path.is_symlink():
+            return []
+        return [
+            line.split(":")
+            for line in path.read_text(errors="replace").splitlines()
+            if line and line[0] != "#"
+        ]
+    except OSError:
+        return []
+
+
+def resolve_user(
+    rootfs: Path,
+    *,
+    uid: int | None,
+    username: str,
+    gid: int | None,
+    image_user: str,
+    supplemental: list[int],
+    strict: bool,
+) -> ResolvedUser:
+    passwd = _safe_read(rootfs, "etc/passwd")
+    groups = _safe_read(rootfs, "etc/group")
+    user_part, _, group_part = image_user.partition(":")
+    if uid is None and not username:
+        if user_part.isdigit():
+            uid = int(user_part)
+        elif user_part:
+            username = user_part
+        else:
+            uid = 0
+        if gid is None and group_part:
+            if group_part.isdigit():
+                gid = int(group_part)
+            else:
+                match = [g for g in groups if len(g) >= 3 and g[0] == group_part]
+                if not match:
+                    raise InvalidArgument(f"group {group_part!r} not found in the image")
+                gid = int(match[0][2])
+    name = ""
+    primary = 0
+    if username:
+        entries = [e for e in passwd if len(e) >= 4 and e[0] == username]
+        if not entries:
+            raise InvalidArgument(f"user {username!r} not found in the image's /etc/passwd")
+        uid = int(entries[0][2])
+        primary = int(entries[0][3])
+        name = username
+    else:
+        assert uid is not None
+        entries = [e for e in passwd if len(e) >= 4 and e[2] == str(uid)]
+        if entries:
+            name = entries[0][0]
+            primary = int(entries[0][3])
+    final_gid = gid if gid is not None else primary
+    extra: list[int] = []
+    if not strict and name:
+        # Merge policy: the groups /etc/group lists the user in
+        for g in groups:
+            if len(g) >= 4 and name in g[3].split(",") and g[2].isdigit():
+                extra.append(int(g[2]))
+    for g_id in supplemental:
+        if g_id not in extra:
+            extra.append(g_id)
+    extra = [g for g in extra if g != final_gid]
+    return ResolvedUser(uid, final_gid, extra, name)

@@ -1,0 +1,54 @@
+"""kubelet's retry contract for creates (cri-o#2984).
+
+A create runs as its own task keyed by the object's name. A retry that arrives while it is
+still running waits for the same task; a result that finished after its client gave up is
+kept, unclaimed, and handed to the next request with that name instead of an error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+
+class CreateCoalescer:
+    def __init__(self) -> None:
+        self._running: dict[str, asyncio.Task[str]] = {}
+        self._unclaimed: dict[str, str] = {}
+
+    def claim(self, key: str) -> str | None:
+        """An id created for `key` whose requester never got it."""
+        return self._unclaimed.pop(key, None)
+
+    def forget(self, object_id: str) -> None:
+        for key, value in list(self._unclaimed.items()):
+            if value == object_id:
+                del self._unclaimed[key]
+
+    def running(self, key: str) -> bool:
+        return key in self._running
+
+    async def run(self, key: str, create: Callable[[], Awaitable[str]]) -> str:
+        task = self._running.get(key)
+        if task is None:
+            task = asyncio.ensure_future(create())
+            self._running[key] = task
+            task.add_done_callback(lambda t: self._finished(key, t))
+        try:
+            result = await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if not task.done():
+                task.add_done_callback(lambda t: self._park(key, t))
+            raise
+        self._unclaimed.pop(key, None)
+        return result
+
+    def _finished(self, key: str, task: asyncio.Task[str]) -> None:
+        if self._running.get(key) is task:
+            del self._running[key]
+        if not task.cancelled():
+            task.exception()  # mark retrieved: the waiter reports it
+
+    def _park(self, key: str, task: asyncio.Task[str]) -> None:
+        if not task.cancelled() and task.exception() is None:
+            self._unclaimed[key] = task.result()
