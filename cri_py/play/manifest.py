@@ -60,17 +60,35 @@ def format_path(loc: Sequence[int | str]) -> str:
     return text
 
 
-def _describe(error: Any) -> str:
-    path = format_path([p for p in error["loc"] if not _is_union_tag(p)])
-    if error["type"] == "extra_forbidden":
-        return f"{path}: unknown field"
-    got = type(error.get("input")).__name__
-    return f"{path}: {error['msg'].lower()} (got {got})"
-
-
 def _is_union_tag(part: int | str) -> bool:
-    # pydantic names the union member it tried (e.g. 'int', 'str') inside the location
-    return isinstance(part, str) and part in {"int", "str", "constrained-str", "function-after[...]"}
+    # pydantic names the union member it tried (int, str, ...) inside the location
+    return isinstance(part, str) and (part in {"int", "str", "bool", "float"} or "[" in part)
+
+
+def describe_errors(errors: Sequence[Any]) -> list[str]:
+    """One line per field path; the members of a union (IntOrString) are merged into one line."""
+    by_path: dict[str, list[str]] = {}
+    for error in errors:
+        path = format_path([p for p in error["loc"] if not _is_union_tag(p)])
+        if error["type"] == "extra_forbidden":
+            text = "unknown field"
+        elif error["type"] == "missing":
+            text = "Required value"
+        else:
+            text = error["msg"].lower()
+            suffix = f" (got {type(error.get('input')).__name__})"
+            text = text + suffix
+        by_path.setdefault(path, []).append(text)
+    lines = []
+    for path, texts in by_path.items():
+        if len(texts) > 1:
+            # "input should be a valid integer (got list)" + "... string (got list)"
+            got = texts[0][texts[0].rfind(" (got ") :]
+            kinds = [t.removesuffix(got).removeprefix("input should be a valid ") for t in texts]
+            lines.append(f"{path}: input should be a valid {' or '.join(kinds)}{got}")
+        else:
+            lines.append(f"{path}: {texts[0]}")
+    return sorted(lines)
 
 
 def _quantities_as_strings(node: Any, key: str = "") -> Any:
@@ -95,7 +113,7 @@ def _validate(model: Any, doc: dict[str, Any], source: str) -> Any:
     try:
         return model.model_validate(_quantities_as_strings(doc))
     except pydantic.ValidationError as exc:
-        lines = sorted({_describe(e) for e in exc.errors()})
+        lines = describe_errors(exc.errors())
         raise ManifestError(f"{source}: " + "; ".join(lines)) from None
 
 

@@ -1,0 +1,263 @@
+"""The kubelet-like sequence play drives, against a scripted CRI (the one seam faked here)."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import itertools
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cri_py.api import api_pb2
+from cri_py.errors import FailedPrecondition
+from cri_py.play.runner import Player, PodFailed
+from cri_py.play.watch import PodWatcher
+from tests.unit.play.helpers import CTX, load_pod
+
+POD = """
+apiVersion: v1
+kind: Pod
+metadata: {name: web}
+spec:
+  restartPolicy: RESTART
+  initContainers:
+  - {name: first, image: "img:1", command: [INIT1]}
+  - {name: second, image: "img:1", command: [INIT2]}
+  containers:
+  - {name: app, image: "img:1", command: [APP]}
+"""
+
+
+class FakeRuntime:
+    """Containers exit with the code the test scripts for their command's first word."""
+
+    def __init__(self, exit_codes: dict[str, int]) -> None:
+        self.exit_codes = exit_codes
+        self.calls: list[str] = []
+        self.sandboxes: dict[str, Any] = {}
+        self.containers: dict[str, Any] = {}
+        self.ids = itertools.count(1)
+
+    async def RunPodSandbox(self, req: Any) -> Any:  # noqa: N802 - CRI method names
+        sid = f"pod{next(self.ids)}"
+        self.calls.append(f"RunPodSandbox {req.config.metadata.name}")
+        self.sandboxes[sid] = api_pb2.PodSandbox(
+            id=sid,
+            metadata=req.config.metadata,
+            labels=req.config.labels,
+            state=api_pb2.SANDBOX_READY,
+            created_at=1,
+        )
+        return api_pb2.RunPodSandboxResponse(pod_sandbox_id=sid)
+
+    async def PodSandboxStatus(self, req: Any) -> Any:  # noqa: N802
+        return api_pb2.PodSandboxStatusResponse(
+            status=api_pb2.PodSandboxStatus(network=api_pb2.PodSandboxNetworkStatus(ip="10.0.0.5"))
+        )
+
+    async def ListPodSandbox(self, req: Any) -> Any:  # noqa: N802
+        want = dict(req.filter.label_selector)
+        items = [s for s in self.sandboxes.values() if all(s.labels.get(k) == v for k, v in want.items())]
+        return api_pb2.ListPodSandboxResponse(items=items)
+
+    async def CreateContainer(self, req: Any) -> Any:  # noqa: N802
+        cid = f"ctr{next(self.ids)}"
+        self.calls.append(f"CreateContainer {req.config.metadata.name} attempt={req.config.metadata.attempt}")
+        self.containers[cid] = (
+            req.pod_sandbox_id,
+            api_pb2.Container(
+                id=cid,
+                pod_sandbox_id=req.pod_sandbox_id,
+                metadata=req.config.metadata,
+                annotations=req.config.annotations,
+                state=api_pb2.CONTAINER_CREATED,
+                created_at=next(self.ids),
+            ),
+            req.config.command[0],
+        )
+        return api_pb2.CreateContainerResponse(container_id=cid)
+
+    async def StartContainer(self, req: Any) -> Any:  # noqa: N802
+        _, container, command = self.containers[req.container_id]
+        self.calls.append(f"StartContainer {container.metadata.name}")
+        code = self.exit_codes.get(command)
+        container.state = api_pb2.CONTAINER_RUNNING if code is None else api_pb2.CONTAINER_EXITED
+        return api_pb2.StartContainerResponse()
+
+    async def ContainerStatus(self, req: Any) -> Any:  # noqa: N802
+        _, container, command = self.containers[req.container_id]
+        status = api_pb2.ContainerStatus(id=container.id, state=container.state, metadata=container.metadata)
+        if container.state == api_pb2.CONTAINER_EXITED:
+            status.exit_code = self.exit_codes.get(command, 137)
+            status.reason = "Completed" if status.exit_code == 0 else "Error"
+            status.started_at, status.finished_at = 1, 2
+        return api_pb2.ContainerStatusResponse(status=status)
+
+    async def ListContainers(self, req: Any) -> Any:  # noqa: N802
+        found = [c for sid, c, _ in self.containers.values() if sid == req.filter.pod_sandbox_id]
+        return api_pb2.ListContainersResponse(containers=found)
+
+    async def StopContainer(self, req: Any) -> Any:  # noqa: N802
+        self.calls.append(f"StopContainer {self.containers[req.container_id][1].metadata.name}")
+        self.containers[req.container_id][1].state = api_pb2.CONTAINER_EXITED
+        return api_pb2.StopContainerResponse()
+
+    async def RemoveContainer(self, req: Any) -> Any:  # noqa: N802
+        self.calls.append(f"RemoveContainer {self.containers.pop(req.container_id)[1].metadata.name}")
+        return api_pb2.RemoveContainerResponse()
+
+    async def StopPodSandbox(self, req: Any) -> Any:  # noqa: N802
+        self.calls.append("StopPodSandbox")
+        return api_pb2.StopPodSandboxResponse()
+
+    async def RemovePodSandbox(self, req: Any) -> Any:  # noqa: N802
+        self.calls.append("RemovePodSandbox")
+        self.sandboxes.pop(req.pod_sandbox_id)
+        return api_pb2.RemovePodSandboxResponse()
+
+
+class FakeImages:
+    def __init__(self, present: set[str]) -> None:
+        self.present = present
+        self.pulls: list[str] = []
+
+    async def ImageStatus(self, req: Any) -> Any:  # noqa: N802
+        if req.image.image in self.present:
+            return api_pb2.ImageStatusResponse(
+                image=api_pb2.Image(id=f"id-{req.image.image}", username="web")
+            )
+        return api_pb2.ImageStatusResponse()
+
+    async def PullImage(self, req: Any) -> Any:  # noqa: N802
+        self.pulls.append(req.image.image)
+        assert req.sandbox_config.metadata.name == "web"  # kubelet pulls with the sandbox config
+        self.present.add(req.image.image)
+        return api_pb2.PullImageResponse(image_ref=req.image.image)
+
+
+@dataclasses.dataclass
+class FakeCri:
+    runtime: FakeRuntime
+    image: FakeImages
+
+
+def make_player(
+    tmp_path: Path, exit_codes: dict[str, int], present: set[str] | None = None
+) -> tuple[Player, FakeCri]:
+    cri = FakeCri(FakeRuntime(exit_codes), FakeImages(present if present is not None else {"img:1"}))
+    ctx = dataclasses.replace(CTX, root_dir=str(tmp_path / "root"), pod_logs_dir=str(tmp_path / "logs"))
+    lines: list[str] = []
+    return Player(cri, ctx, lines.append), cri  # type: ignore[arg-type]
+
+
+def pod_with(policy: str, pull: str = "IfNotPresent") -> Any:
+    pod = load_pod(POD.replace("RESTART", policy))
+    for container in [*pod.spec.init_containers, *pod.spec.containers]:
+        container.image_pull_policy = pull
+    return pod
+
+
+def test_init_containers_run_in_order_before_the_app(tmp_path: Path) -> None:
+    player, cri = make_player(tmp_path, {"INIT1": 0, "INIT2": 0})
+    asyncio.run(player.up(pod_with("Always")))
+    assert cri.runtime.calls == [
+        "RunPodSandbox web",
+        "CreateContainer first attempt=0",
+        "StartContainer first",
+        "CreateContainer second attempt=0",
+        "StartContainer second",
+        "CreateContainer app attempt=0",
+        "StartContainer app",
+    ]
+    assert cri.image.pulls == []  # IfNotPresent and present
+
+
+def test_a_failing_init_container_fails_the_pod(tmp_path: Path) -> None:
+    player, cri = make_player(tmp_path, {"INIT1": 3})
+    with pytest.raises(PodFailed, match=r"init container 'first' exited with code 3 \(Init:Error\)"):
+        asyncio.run(player.up(pod_with("Never")))
+    assert not any("second" in call or "app" in call for call in cri.runtime.calls)
+
+
+def test_pull_policies(tmp_path: Path) -> None:
+    player, cri = make_player(tmp_path, {"INIT1": 0, "INIT2": 0}, present=set())
+    asyncio.run(player.up(pod_with("Always", pull="IfNotPresent")))
+    assert cri.image.pulls == ["img:1"]  # once; then present
+    player, cri = make_player(tmp_path, {"INIT1": 0, "INIT2": 0})
+    asyncio.run(player.up(pod_with("Always", pull="Always")))
+    assert cri.image.pulls == ["img:1"] * 3
+    player, cri = make_player(tmp_path, {}, present=set())
+    with pytest.raises(FailedPrecondition, match="ErrImageNeverPull"):
+        asyncio.run(player.up(pod_with("Always", pull="Never")))
+
+
+def test_image_user_is_looked_up(tmp_path: Path) -> None:
+    player, _ = make_player(tmp_path, {})
+    pod = pod_with("Always")
+    facts = asyncio.run(player.ensure_image(pod.spec.containers[0], api_pb2.PodSandboxConfig()))
+    assert (facts.ref, facts.uid, facts.username) == ("id-img:1", None, "web")
+
+
+def test_up_twice_keeps_the_running_pod_and_down_removes_everything(tmp_path: Path) -> None:
+    player, cri = make_player(tmp_path, {"INIT1": 0, "INIT2": 0})
+    pod = pod_with("Always")
+    first = asyncio.run(player.up(pod))
+    assert asyncio.run(player.up(pod)) == first
+    assert cri.runtime.calls.count("RunPodSandbox web") == 1
+    assert (tmp_path / "root" / "pods" / pod.metadata.uid).is_dir()
+    assert asyncio.run(player.down("default", "web", 5)) == 1
+    assert cri.runtime.calls[-6:] == [
+        "StopContainer app",
+        "StopPodSandbox",
+        "RemoveContainer first",
+        "RemoveContainer second",
+        "RemoveContainer app",
+        "RemovePodSandbox",
+    ]
+    assert not (tmp_path / "root" / "pods").exists() and list((tmp_path / "logs").iterdir()) == []
+    assert asyncio.run(player.down("default", "web", 5)) == 0
+
+
+@pytest.mark.parametrize(
+    ("policy", "code", "restarts"),
+    [("Always", 0, True), ("OnFailure", 0, False), ("OnFailure", 1, True), ("Never", 1, False)],
+)
+def test_watch_restarts_per_restart_policy(tmp_path: Path, policy: str, code: int, restarts: bool) -> None:
+    player, cri = make_player(tmp_path, {"INIT1": 0, "INIT2": 0, "APP": code})
+
+    async def scenario() -> None:
+        watcher = PodWatcher(player, pod_with(policy), backoff_base=0.0)
+        await watcher.adopt_or_start()
+        await watcher.tick()
+        await watcher.tick()
+
+    asyncio.run(scenario())
+    app_creates = [c for c in cri.runtime.calls if c.startswith("CreateContainer app")]
+    if restarts:
+        assert app_creates[:2] == ["CreateContainer app attempt=0", "CreateContainer app attempt=1"]
+    else:
+        assert app_creates == ["CreateContainer app attempt=0"]
+
+
+def test_watch_retries_a_failing_init_container_unless_never(tmp_path: Path) -> None:
+    player, cri = make_player(tmp_path, {"INIT1": 1})
+
+    async def scenario(policy: str) -> bool:
+        watcher = PodWatcher(player, pod_with(policy), backoff_base=0.0)
+        task = asyncio.create_task(watcher.adopt_or_start())
+        for _ in range(500):
+            await asyncio.sleep(0.01)
+            if sum(c == "StartContainer first" for c in cri.runtime.calls) >= 3 or task.done():
+                break
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        return watcher.failed
+
+    assert asyncio.run(scenario("Never")) is True
+    assert cri.runtime.calls.count("StartContainer first") == 1
+    cri.runtime.calls.clear()
+    cri.runtime.sandboxes.clear()
+    assert asyncio.run(scenario("OnFailure")) is False
+    assert cri.runtime.calls.count("StartContainer first") >= 3
