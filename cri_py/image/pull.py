@@ -15,9 +15,10 @@ import os
 import platform
 import shutil
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from cri_py.api import api_pb2
 from cri_py.config.model import Config
@@ -32,6 +33,7 @@ from cri_py.image.registry import RegistryClient, RegistrySession
 from cri_py.image.unpack import Readable, UnpackLimits, UnpackResult, unpack_file, unpack_layer
 
 MAX_CONCURRENT_LAYERS = 4
+T = TypeVar("T")
 _CHUNK = 1 << 20
 
 
@@ -140,12 +142,19 @@ class Puller:
         self.client = RegistryClient(config)
         self._layers: dict[str, asyncio.Task[None]] = {}
         self._sem = asyncio.Semaphore(MAX_CONCURRENT_LAYERS)
+        # unpack workers block on the network for as long as a layer downloads: their own pool
+        # keeps them from starving the loop's default executor that other services use
+        self._executor = ThreadPoolExecutor(MAX_CONCURRENT_LAYERS, thread_name_prefix="cri-py-unpack")
 
     async def close(self) -> None:
         for task in list(self._layers.values()):
             task.cancel()
         await asyncio.gather(*self._layers.values(), return_exceptions=True)
         await self.client.close()
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    async def _in_worker(self, func: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, func, *args)
 
     async def pull(
         self, ref: Reference, auth: api_pb2.AuthConfig | None, hold: Callable[[Iterable[str]], None]
@@ -184,10 +193,9 @@ class Puller:
         for outcome in results:
             if isinstance(outcome, BaseException):
                 raise outcome
-        self.content.write_blob(config_bytes, config_desc["digest"])
-        self.content.write_blob(body)
-        if index_body is not None:
-            self.content.write_blob(index_body)
+        for data, digest in ((config_bytes, config_desc["digest"]), (body, None), (index_body, None)):
+            if data is not None:
+                await asyncio.to_thread(self.content.write_blob, data, digest)
         return PullResult(_digest(body), repo_digest, manifest, config, chains)
 
     async def _small_blob(self, session: RegistrySession, desc: dict[str, Any]) -> bytes:
@@ -222,7 +230,7 @@ class Puller:
             return
         async with self._sem:
             if have_blob:
-                await asyncio.to_thread(self._unpack_stored, digest, diff_id, chain)
+                await self._in_worker(self._unpack_stored, digest, diff_id, chain)
                 return
             await self._stream_layer(session, desc, diff_id, chain, unpack=not have_layer)
 
@@ -247,7 +255,7 @@ class Puller:
         loop = asyncio.get_running_loop()
         pipe = ChunkPipe(loop)
         worker = asyncio.ensure_future(
-            asyncio.to_thread(_ingest, pipe, fd, size, tmp / "diff" if tmp else None, self.limits)
+            self._in_worker(_ingest, pipe, fd, size, tmp / "diff" if tmp else None, self.limits)
         )
         try:
             try:
