@@ -236,17 +236,27 @@ class NetworkManager:
             time_limit=self.plugin_timeout,
         )
 
-    def _plugins_to_run(self, network: NetworkConfList) -> list[int]:
-        """Indexes of the plugins to run for ADD/DEL.
+    def _plugins_to_run(self, network: NetworkConfList, add_args: dict[str, Any] | None = None) -> list[int]:
+        """Indexes of the plugins to run for ADD (with the pod's capability args) or DEL.
 
-        Our pinned namespaces come with loopback up already, so the loopback plugin would
-        only cost an exec per ADD and DEL; it passes prevResult through unchanged.
+        Skipped, to save an exec each on the RunPodSandbox path, are plugins that would only
+        pass prevResult through: loopback (our pinned namespaces come with lo up), and on
+        ADD a portmap that has no port mappings to program. DEL still runs portmap, which
+        removes nothing when nothing is there.
         """
-        return [
-            i
-            for i, kind in enumerate(network.plugin_types)
-            if not (self.skip_loopback and kind == "loopback" and not network.capabilities(i))
-        ]
+        run: list[int] = []
+        for i, kind in enumerate(network.plugin_types):
+            if self.skip_loopback and kind == "loopback" and not network.capabilities(i):
+                continue
+            if (
+                add_args is not None
+                and kind == "portmap"
+                and "portMappings" not in add_args
+                and "runtimeConfig" not in network.plugins[i]
+            ):
+                continue
+            run.append(i)
+        return run
 
     async def setup(self, req: PodNetworkRequest) -> PodNetworkResult:
         """CNI ADD of the default network into the pod's netns; on failure nothing stays."""
@@ -278,7 +288,7 @@ class NetworkManager:
             self._cache.save(attachment)
             prev: dict[str, Any] | None = None
             try:
-                for index in self._plugins_to_run(network):
+                for index in self._plugins_to_run(network, capability_args):
                     result = await self._invoke(attachment, index, "ADD", str(req.netns), prev)
                     if result is not None:
                         prev = result

@@ -365,3 +365,31 @@ def test_interleaved_pods_share_nothing(env: Env) -> None:
 
     assert run(go()) == ["10.9.0.5"] * 3
     assert not any(env.state.iterdir())
+
+
+def test_portmap_without_mappings_is_not_run_on_add(env: Env) -> None:
+    env.plugin("portmap")
+    env.write_conf(
+        "10-net.conflist",
+        [
+            {"type": "fakeip", "ip": "10.1.0.2/24"},
+            {"type": "portmap", "capabilities": {"portMappings": True}},
+        ],
+    )
+
+    async def go() -> None:
+        m = env.manager()
+        await m.start(set)
+        await m.setup(env.request(POD_A))
+        await m.setup(env.request(POD_B, port_mappings=[PortMappingArg(8080, 80)]))
+        await m.teardown(POD_A, None)
+        await m.stop()
+
+    run(go())
+    assert [(c["plugin"], c["env"]["CNI_CONTAINERID"]) for c in env.calls("ADD")] == [
+        ("fakeip", POD_A),
+        ("fakeip", POD_B),
+        ("portmap", POD_B),
+    ]
+    # DEL still runs it: removing nothing is cheap and safe
+    assert [c["plugin"] for c in env.calls("DEL")] == ["portmap", "fakeip"]
