@@ -9,7 +9,8 @@ import grpc
 import pytest
 
 from cri_py.api import api_pb2
-from tests.e2e.registry_fixtures import TestRegistry, registry  # noqa: F401
+from tests.e2e import registry_fixtures
+from tests.e2e.registry_fixtures import TestRegistry
 from tests.e2e.test_pod_support import (
     container_config,
     create_container,
@@ -22,13 +23,16 @@ from tests.e2e.test_pod_support import (
     wait_state,
 )
 
+# the session fixture, under its own name so pytest finds it here
+registry = registry_fixtures.registry
+
 
 @pytest.fixture
-def cri(cri_factory: Any, registry: TestRegistry) -> Any:  # noqa: F811
+def cri(cri_factory: Any, registry: TestRegistry) -> Any:
     return cri_factory(registry.daemon_overrides())
 
 
-def test_pod_and_container_lifecycle(cri: Any, registry: TestRegistry, tmp_path: Path) -> None:  # noqa: F811
+def test_pod_and_container_lifecycle(cri: Any, registry: TestRegistry, tmp_path: Path) -> None:
     image_id = pull(cri, registry.busybox)
     log_dir = tmp_path / "logs"
     pcfg = pod_config(log_directory=str(log_dir))

@@ -1,0 +1,223 @@
+"""Container semantics kubelet relies on: exit reasons, OOM, exec timeouts, stop escalation,
+idempotent stop/remove, NOT_FOUND and INVALID_ARGUMENT, update, stats, log reopen."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+
+from cri_py.api import api_pb2
+from tests.e2e import registry_fixtures
+from tests.e2e.registry_fixtures import TestRegistry
+from tests.e2e.test_pod_support import (
+    container_config,
+    create_container,
+    exec_sync,
+    pod_config,
+    pull,
+    run_pod,
+    start,
+    status,
+    wait_state,
+)
+
+# the session fixture, under its own name so pytest finds it here
+registry = registry_fixtures.registry
+
+ZERO_ID = "0" * 64
+
+
+@pytest.fixture
+def cri(cri_factory: Any, registry: TestRegistry) -> Any:
+    daemon = cri_factory(registry.daemon_overrides())
+    pull(daemon, registry.busybox)
+    return daemon
+
+
+def _pod(cri: Any, tmp_path: Path) -> tuple[str, api_pb2.PodSandboxConfig]:
+    cfg = pod_config(log_directory=str(tmp_path / "logs"))
+    return run_pod(cri, cfg), cfg
+
+
+def _running(
+    cri: Any, pod: tuple[str, api_pb2.PodSandboxConfig], image: str, cmd: list[str], **kw: Any
+) -> str:
+    cid = create_container(cri, pod[0], pod[1], container_config(image, cmd, **kw))
+    start(cri, cid)
+    return cid
+
+
+def test_exit_codes_and_reasons(cri: Any, registry: TestRegistry, tmp_path: Path) -> None:
+    pod = _pod(cri, tmp_path)
+    ok = _running(cri, pod, registry.busybox, ["true"], name="ok")
+    bad = _running(cri, pod, registry.busybox, ["sh", "-c", "exit 7"], name="bad")
+    st_ok = wait_state(cri, ok, api_pb2.CONTAINER_EXITED)
+    st_bad = wait_state(cri, bad, api_pb2.CONTAINER_EXITED)
+    assert (st_ok.exit_code, st_ok.reason) == (0, "Completed")
+    assert (st_bad.exit_code, st_bad.reason) == (7, "Error")
+    assert st_bad.finished_at >= st_bad.started_at > 0
+
+
+def test_oom_killed(cri: Any, registry: TestRegistry, tmp_path: Path) -> None:
+    pod = _pod(cri, tmp_path)
+    cfg = container_config(registry.busybox, ["sh", "-c", "x=a; while true; do x=$x$x$x$x; done"], name="hog")
+    cfg.linux.resources.memory_limit_in_bytes = 16 * 1024 * 1024
+    cid = create_container(cri, pod[0], pod[1], cfg)
+    start(cri, cid)
+    st = wait_state(cri, cid, api_pb2.CONTAINER_EXITED, timeout=30)
+    assert st.reason == "OOMKilled" and st.exit_code == 137
+
+
+def test_stop_escalates_to_sigkill_and_is_idempotent(
+    cri: Any, registry: TestRegistry, tmp_path: Path
+) -> None:
+    pod = _pod(cri, tmp_path)
+    # PID 1 ignores SIGTERM unless it installs a handler: only SIGKILL ends it
+    cid = _running(cri, pod, registry.busybox, ["sleep", "3600"])
+    wait_state(cri, cid, api_pb2.CONTAINER_RUNNING)
+    began = time.monotonic()
+    cri.runtime.StopContainer(api_pb2.StopContainerRequest(container_id=cid, timeout=1), timeout=30)
+    assert 0.9 < time.monotonic() - began < 5
+    st = status(cri, cid)
+    assert st.state == api_pb2.CONTAINER_EXITED and st.exit_code == 137
+    cri.runtime.StopContainer(api_pb2.StopContainerRequest(container_id=cid, timeout=1), timeout=30)
+    cri.runtime.RemoveContainer(api_pb2.RemoveContainerRequest(container_id=cid), timeout=30)
+    cri.runtime.RemoveContainer(api_pb2.RemoveContainerRequest(container_id=cid), timeout=30)
+
+
+def test_remove_running_container_kills_it(cri: Any, registry: TestRegistry, tmp_path: Path) -> None:
+    pod = _pod(cri, tmp_path)
+    cid = _running(cri, pod, registry.busybox, ["sleep", "3600"])
+    wait_state(cri, cid, api_pb2.CONTAINER_RUNNING)
+    cri.runtime.RemoveContainer(api_pb2.RemoveContainerRequest(container_id=cid), timeout=30)
+    assert not cri.runtime.ListContainers(api_pb2.ListContainersRequest(), timeout=10).containers
+
+
+def test_unknown_ids_and_missing_fields(cri: Any, registry: TestRegistry, tmp_path: Path) -> None:
+    rt = cri.runtime
+    for call in (
+        lambda: rt.ContainerStatus(api_pb2.ContainerStatusRequest(container_id=ZERO_ID), timeout=10),
+        lambda: rt.PodSandboxStatus(api_pb2.PodSandboxStatusRequest(pod_sandbox_id=ZERO_ID), timeout=10),
+    ):
+        with pytest.raises(grpc.RpcError) as err:
+            call()
+        assert err.value.code() == grpc.StatusCode.NOT_FOUND
+    # kubelet's idempotence contract: stopping or removing what is gone succeeds
+    rt.StopContainer(api_pb2.StopContainerRequest(container_id=ZERO_ID, timeout=0), timeout=10)
+    rt.RemoveContainer(api_pb2.RemoveContainerRequest(container_id=ZERO_ID), timeout=10)
+    rt.StopPodSandbox(api_pb2.StopPodSandboxRequest(pod_sandbox_id=ZERO_ID), timeout=10)
+    rt.RemovePodSandbox(api_pb2.RemovePodSandboxRequest(pod_sandbox_id=ZERO_ID), timeout=10)
+    bad_pod = api_pb2.PodSandboxConfig(metadata=api_pb2.PodSandboxMetadata(name="x"))
+    for call in (
+        lambda: rt.RunPodSandbox(api_pb2.RunPodSandboxRequest(config=bad_pod), timeout=10),
+        lambda: rt.RunPodSandbox(api_pb2.RunPodSandboxRequest(), timeout=10),
+        lambda: rt.CreateContainer(api_pb2.CreateContainerRequest(pod_sandbox_id=ZERO_ID), timeout=10),
+        lambda: rt.ContainerStatus(api_pb2.ContainerStatusRequest(), timeout=10),
+        lambda: rt.RunPodSandbox(
+            api_pb2.RunPodSandboxRequest(config=pod_config(), runtime_handler="no-such-runtime"), timeout=10
+        ),
+    ):
+        with pytest.raises(grpc.RpcError) as err:
+            call()
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    pod_id, cfg = _pod(cri, tmp_path)
+    no_image = container_config(registry.busybox, ["true"])
+    no_image.image.image = ""
+    with pytest.raises(grpc.RpcError) as err:
+        create_container(cri, pod_id, cfg, no_image)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    # a duplicate name while the first exists is refused
+    first = pod_config()
+    run_pod(cri, first)
+    with pytest.raises(grpc.RpcError) as err:
+        run_pod(cri, first)
+    assert err.value.code() == grpc.StatusCode.ALREADY_EXISTS
+    # the daemon keeps serving
+    assert rt.ListPodSandbox(api_pb2.ListPodSandboxRequest(), timeout=10).items
+
+
+def test_exec_sync_output_exit_code_and_timeout(cri: Any, registry: TestRegistry, tmp_path: Path) -> None:
+    pod = _pod(cri, tmp_path)
+    cid = _running(cri, pod, registry.busybox, ["sleep", "3600"])
+    wait_state(cri, cid, api_pb2.CONTAINER_RUNNING)
+    out = exec_sync(cri, cid, ["sh", "-c", "echo out; echo err >&2; exit 5"])
+    assert (out.stdout, out.stderr, out.exit_code) == (b"out\n", b"err\n", 5)
+    # a background child keeping stdout open must not stall the reply
+    began = time.monotonic()
+    out = exec_sync(cri, cid, ["sh", "-c", "sleep 30 & echo done"], timeout=10)
+    assert out.stdout == b"done\n" and time.monotonic() - began < 5
+    began = time.monotonic()
+    out = exec_sync(cri, cid, ["sleep", "4321"], timeout=1)
+    assert out.exit_code != 0 and time.monotonic() - began < 8
+    left = exec_sync(cri, cid, ["sh", "-c", "ps -o args | grep -v grep | grep 'sleep 4321' || true"])
+    assert left.stdout == b""
+    with pytest.raises(grpc.RpcError) as err:
+        exec_sync(cri, "f" * 64, ["true"])
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_update_resources_and_stats(cri: Any, registry: TestRegistry, tmp_path: Path) -> None:
+    pod = _pod(cri, tmp_path)
+    cid = _running(cri, pod, registry.busybox, ["sh", "-c", "while true; do :; done"])
+    wait_state(cri, cid, api_pb2.CONTAINER_RUNNING)
+    res = api_pb2.LinuxContainerResources(cpu_shares=512, memory_limit_in_bytes=64 * 1024 * 1024)
+    cri.runtime.UpdateContainerResources(
+        api_pb2.UpdateContainerResourcesRequest(container_id=cid, linux=res), timeout=30
+    )
+    st = status(cri, cid)
+    assert st.resources.linux.memory_limit_in_bytes == 64 * 1024 * 1024
+    assert st.resources.linux.cpu_shares == 512
+    stats = cri.runtime.ContainerStats(api_pb2.ContainerStatsRequest(container_id=cid), timeout=10).stats
+    assert stats.attributes.id == cid and stats.attributes.metadata.name == "c"
+    assert stats.cpu.timestamp > 0 and stats.cpu.usage_core_nano_seconds.value > 0
+    assert stats.memory.timestamp > 0 and stats.memory.working_set_bytes.value > 0
+    assert stats.memory.available_bytes.value <= 64 * 1024 * 1024
+    time.sleep(0.2)
+    again = cri.runtime.ContainerStats(api_pb2.ContainerStatsRequest(container_id=cid), timeout=10).stats
+    assert again.cpu.usage_nano_cores.value > 0
+    listed = cri.runtime.ListContainerStats(
+        api_pb2.ListContainerStatsRequest(filter=api_pb2.ContainerStatsFilter(label_selector={"ctr": "c"})),
+        timeout=10,
+    ).stats
+    assert [s.attributes.id for s in listed] == [cid]
+    none = cri.runtime.ListContainerStats(
+        api_pb2.ListContainerStatsRequest(filter=api_pb2.ContainerStatsFilter(label_selector={"foo": "baz"})),
+        timeout=10,
+    ).stats
+    assert not none
+    pstats = cri.runtime.PodSandboxStats(
+        api_pb2.PodSandboxStatsRequest(pod_sandbox_id=pod[0]), timeout=10
+    ).stats
+    assert pstats.attributes.id == pod[0]
+    assert pstats.linux.cpu.usage_core_nano_seconds.value > 0
+    assert pstats.linux.process.process_count.value >= 1
+    assert [c.attributes.id for c in pstats.linux.containers] == [cid]
+    assert pstats.linux.network.default_interface.name == "eth0"
+
+
+def test_reopen_container_log(cri: Any, registry: TestRegistry, tmp_path: Path) -> None:
+    pod = _pod(cri, tmp_path)
+    cid = _running(
+        cri,
+        pod,
+        registry.busybox,
+        ["sh", "-c", "while true; do echo tick; sleep 0.05; done"],
+        log_path="c.log",
+    )
+    log_file = tmp_path / "logs" / "c.log"
+    deadline = time.monotonic() + 10
+    while not (log_file.exists() and "tick" in log_file.read_text()):
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    rotated = log_file.with_name("c.log.1")
+    log_file.rename(rotated)
+    cri.runtime.ReopenContainerLog(api_pb2.ReopenContainerLogRequest(container_id=cid), timeout=10)
+    assert log_file.exists()
+    size = rotated.stat().st_size
+    time.sleep(0.3)
+    assert rotated.stat().st_size == size
+    assert "stdout F tick" in log_file.read_text()
