@@ -1,0 +1,213 @@
+"""`cri-py play` scenarios through a real daemon: shared tmpfs volume, failing init container,
+supervision with restarts, back-off and probes in --watch mode."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from cri_py.api import api_pb2
+from tests.e2e.play_support import REPO, PlayEnv, wait_for, with_image, write_manifest
+from tests.e2e.registry_fixtures import TestRegistry, registry  # noqa: F401
+
+EXAMPLES = REPO / "conf" / "examples"
+
+
+@pytest.fixture
+def cri(cri_factory: Any, registry: TestRegistry) -> Any:  # noqa: F811
+    return cri_factory(registry.daemon_overrides())
+
+
+@pytest.fixture
+def play_env(cri: Any, tmp_path: Path) -> Iterator[PlayEnv]:
+    env = PlayEnv(f"unix://{cri.socket}", tmp_path / "volumes", tmp_path / "pod-logs")
+    yield env
+    env.cleanup()
+    cri.remove_everything()
+
+
+def mounts_under(path: Path) -> list[str]:
+    with open("/proc/self/mountinfo") as mountinfo:
+        return [line for line in mountinfo if line.split()[4].startswith(str(path))]
+
+
+def test_play_shared_volume_example_on_tmpfs(
+    cri: Any,
+    play_env: PlayEnv,
+    registry: TestRegistry,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    doc = with_image(yaml.safe_load((EXAMPLES / "shared-volume.yaml").read_text()), registry.busybox)
+    manifest = write_manifest(tmp_path / "shared.yaml", [doc])
+    play_env.play(manifest)
+
+    sandbox = cri.runtime.ListPodSandbox(api_pb2.ListPodSandboxRequest(), timeout=10).items[0]
+    uid = sandbox.labels["io.kubernetes.pod.uid"]
+    volume = play_env.volume_root / "pods" / uid / "volumes" / "kubernetes.io~empty-dir" / "shared"
+    (mount,) = mounts_under(volume)
+    assert " - tmpfs " in mount and "size=16384k" in mount
+    reader_log = play_env.pod_logs_dir / f"default_shared-volume_{uid}" / "reader" / "0.log"
+    # the reader sees what the writer writes into the shared volume
+    wait_for(lambda: reader_log.exists() and "line 2 from shared-volume" in reader_log.read_text())
+
+    play_env.play(manifest, "--down")
+    assert mounts_under(play_env.volume_root) == []
+    assert play_env.leftovers() == []
+
+
+def test_play_failing_init_container_fails_the_pod(
+    cri: Any,
+    play_env: PlayEnv,
+    registry: TestRegistry,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    doc = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "broken"},
+        "spec": {
+            "restartPolicy": "Never",
+            "initContainers": [
+                {"name": "ok", "image": registry.busybox, "command": ["true"]},
+                {"name": "fails", "image": registry.busybox, "command": ["sh", "-c", "echo no >&2; exit 3"]},
+                {"name": "never", "image": registry.busybox, "command": ["true"]},
+            ],
+            "containers": [{"name": "app", "image": registry.busybox, "command": ["sleep", "3600"]}],
+        },
+    }
+    manifest = write_manifest(tmp_path / "broken.yaml", [doc])
+    result = play_env.play(manifest, check=False)
+    assert result.returncode == 1
+    assert "init container 'fails' exited with code 3 (Init:Error)" in result.stdout
+    names = [
+        c.metadata.name
+        for c in cri.runtime.ListContainers(api_pb2.ListContainersRequest(), timeout=10).containers
+    ]
+    assert sorted(names) == ["fails", "ok"]
+    status = play_env.play(manifest, "--status").stdout
+    assert "Exited(3, Error)" in status and "Exited(0, Completed)" in status
+    play_env.play(manifest, "--down", "--grace-period", "0")
+    assert play_env.leftovers() == []
+
+
+class Watch:
+    """`cri-py play --watch` in the background; lines are read as they come."""
+
+    def __init__(self, env: PlayEnv, manifest: Path, *flags: str) -> None:
+        env.played.append(manifest)
+        self.proc = subprocess.Popen(
+            env.args(str(manifest), "--watch", *flags),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            cwd=REPO,
+        )
+        self.lines: list[str] = []
+        self.cursor = 0  # lines before it were matched already
+
+    def wait_line(self, needle: str, timeout: float = 60.0) -> str:
+        import selectors
+        import time
+
+        deadline = time.monotonic() + timeout
+        assert self.proc.stdout is not None
+        selector = selectors.DefaultSelector()
+        selector.register(self.proc.stdout, selectors.EVENT_READ)
+        try:
+            for index in range(self.cursor, len(self.lines)):
+                if needle in self.lines[index]:
+                    self.cursor = index + 1
+                    return self.lines[index]
+            while time.monotonic() < deadline:
+                if not selector.select(max(0.0, deadline - time.monotonic())):
+                    break
+                line = self.proc.stdout.readline()
+                if not line:
+                    break
+                self.lines.append(line)
+                if needle in line:
+                    self.cursor = len(self.lines)
+                    return line
+        finally:
+            selector.close()
+        raise AssertionError(f"no line with {needle!r} in:\n{''.join(self.lines)}")
+
+    def interrupt(self) -> int:
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            return self.proc.wait(30)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait()
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def test_play_watch_restarts_with_backoff_and_runs_probes(
+    cri: Any,
+    play_env: PlayEnv,
+    registry: TestRegistry,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    doc = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "watched"},
+        "spec": {
+            "restartPolicy": "OnFailure",
+            "terminationGracePeriodSeconds": 1,
+            "containers": [
+                {"name": "crashes", "image": registry.busybox, "command": ["sh", "-c", "sleep 0.2; exit 2"]},
+                {"name": "completes", "image": registry.busybox, "command": ["true"]},
+                {
+                    # healthy for a moment, then the liveness probe kills it and it comes back
+                    "name": "sickens",
+                    "image": registry.busybox,
+                    "command": ["sh", "-c", "touch /tmp/healthy; sleep 1; rm /tmp/healthy; exec sleep 3600"],
+                    "livenessProbe": {
+                        "exec": {"command": ["cat", "/tmp/healthy"]},
+                        "periodSeconds": 1,
+                        "failureThreshold": 1,
+                    },
+                    "readinessProbe": {"exec": {"command": ["true"]}, "periodSeconds": 1},
+                },
+            ],
+        },
+    }
+    manifest = write_manifest(tmp_path / "watched.yaml", [doc])
+    watch = Watch(play_env, manifest, "--backoff", "0.3")
+    try:
+        watch.wait_line("sickens: ready")
+        watch.wait_line("crashes: CrashLoopBackOff, restarting in 0.3s")
+        watch.wait_line("crashes: CrashLoopBackOff, restarting in 0.6s")
+        watch.wait_line("sickens: failed liveness probe, will be restarted")
+        watch.wait_line("started watched/sickens")
+        assert watch.interrupt() == 0
+    finally:
+        watch.kill()
+    assert not any(
+        "started watched/completes" in line for line in watch.lines[1:] if line.count("completes") > 1
+    )
+    containers = cri.runtime.ListContainers(api_pb2.ListContainersRequest(), timeout=10).containers
+    attempts: dict[str, int] = {}
+    for container in containers:
+        name = container.metadata.name
+        attempts[name] = max(attempts.get(name, 0), container.metadata.attempt)
+    assert attempts["crashes"] >= 2 and attempts["sickens"] >= 1 and attempts["completes"] == 0
+    # kubelet keeps one dead instance per container besides the current one
+    assert sum(c.metadata.name == "crashes" for c in containers) <= 2
+    table = play_env.play(manifest, "--status").stdout
+    completes = next(line for line in table.splitlines() if " completes " in line)
+    assert "Exited(0, Completed)" in completes and completes.split()[-1] == "0"
+    play_env.play(manifest, "--down", "--grace-period", "0")
+    assert play_env.leftovers() == []
