@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import datetime
 import os
 import signal
@@ -148,16 +147,15 @@ async def _run(args: argparse.Namespace, pods: list[Any], ctx: PlayContext) -> i
                 loop.add_signal_handler(sig, stop.set)
             task = asyncio.create_task(watch(player, pods, args.backoff, stop))
             stop_waiter = asyncio.create_task(stop.wait())
-            done, _ = await asyncio.wait({task, stop_waiter}, return_when=asyncio.FIRST_COMPLETED)
-            if task not in done:
-                # interrupted while still bringing pods up: stop there, leave what runs
-                await asyncio.sleep(0)
-                if not task.done():
-                    task.cancel()
+            await asyncio.wait({task, stop_waiter}, return_when=asyncio.FIRST_COMPLETED)
             stop_waiter.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            if not task.done():
+                # interrupted while pods were still coming up: stop there, leave what runs
+                task.cancel()
+            try:
                 return await task
-            return 0
+            except asyncio.CancelledError:
+                return 0
         failed = False
         for pod in pods:
             try:

@@ -201,6 +201,13 @@ class Player:
                 continue
             status = await self.run_init(pod, container, sandbox_id, config, ips, 0)
             if status.exit_code != 0:
+                if pod.spec.restart_policy == "Never":
+                    # the pod is Failed for good: kubelet stops its sandbox (removal is --down's job)
+                    await self.cri.runtime.StopPodSandbox(
+                        api_pb2.StopPodSandboxRequest(pod_sandbox_id=sandbox_id)
+                    )
+                else:
+                    self.say("kubelet would retry it with back-off: use --watch")
                 raise PodFailed(
                     f"pod {meta.namespace}/{meta.name}: init container {container.name!r} exited with code "
                     f"{status.exit_code} (Init:{status.reason or 'Error'})"

@@ -92,6 +92,7 @@ def test_play_failing_init_container_fails_the_pod(
     assert sorted(names) == ["fails", "ok"]
     status = play_env.play(manifest, "--status").stdout
     assert "Exited(3, Error)" in status and "Exited(0, Completed)" in status
+    assert "NotReady" in status  # a Failed pod's sandbox is stopped
     play_env.play(manifest, "--down", "--grace-period", "0")
     assert play_env.leftovers() == []
 

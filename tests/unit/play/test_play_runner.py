@@ -179,6 +179,11 @@ def test_a_failing_init_container_fails_the_pod(tmp_path: Path) -> None:
     with pytest.raises(PodFailed, match=r"init container 'first' exited with code 3 \(Init:Error\)"):
         asyncio.run(player.up(pod_with("Never")))
     assert not any("second" in call or "app" in call for call in cri.runtime.calls)
+    assert cri.runtime.calls[-1] == "StopPodSandbox"  # Failed for good: kubelet stops the sandbox
+    player, cri = make_player(tmp_path, {"INIT1": 3})
+    with pytest.raises(PodFailed):
+        asyncio.run(player.up(pod_with("OnFailure")))
+    assert "StopPodSandbox" not in cri.runtime.calls  # kubelet would retry it
 
 
 def test_pull_policies(tmp_path: Path) -> None:

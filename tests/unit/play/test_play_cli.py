@@ -1,0 +1,68 @@
+"""`cri-py play` as a command: errors before any RPC, dry runs, an endpoint that is not there."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from cri_py.play import play_main
+
+POD = """apiVersion: v1
+kind: Pod
+metadata: {name: web}
+spec:
+  containers:
+  - name: c
+    image: busybox
+    imagePullPolicy: IfNotPresent
+"""
+
+
+def run(tmp_path: Path, text: str, *flags: str) -> int:
+    manifest = tmp_path / "pod.yaml"
+    manifest.write_text(text)
+    endpoint = f"unix://{tmp_path}/nothing.sock"
+    return play_main([str(manifest), "--endpoint", endpoint, "--volume-root", str(tmp_path / "v"), *flags])
+
+
+def test_unknown_field_fails_with_its_path(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(tmp_path, POD.replace("imagePullPolicy:", "imagePullPolicyy:")) == 1
+    err = capsys.readouterr().err
+    assert err == f"error: {tmp_path}/pod.yaml#0: spec.containers[0].imagePullPolicyy: unknown field\n"
+    assert not (tmp_path / "v").exists()
+
+
+def test_env_from_is_refused_before_touching_the_runtime(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run(tmp_path, POD + "    envFrom: [{secretRef: {name: s}}]\n") == 1
+    assert "spec.containers[0].envFrom: not supported by cri-py play" in capsys.readouterr().err
+
+
+def test_sidecar_init_containers_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    text = POD + "  initContainers: [{name: s, image: busybox, restartPolicy: Always}]\n"
+    assert run(tmp_path, text) == 1
+    assert (
+        "spec.initContainers[0].restartPolicy: sidecar containers are not supported"
+        in capsys.readouterr().err
+    )
+
+
+def test_dry_run_prints_the_cri_messages(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(tmp_path, POD, "--dry-run") == 0
+    out = capsys.readouterr().out
+    assert out.startswith("# RunPodSandbox (runtime_handler '')\nmetadata {\n  name: \"web\"\n")
+    assert "# CreateContainer c\n" in out and 'log_path: "c/0.log"' in out
+
+
+def test_unreachable_endpoint_is_reported(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(tmp_path, POD, "--status") == 1
+    assert "nothing.sock: UNAVAILABLE" in capsys.readouterr().err
+
+
+def test_only_unix_endpoints(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    manifest = tmp_path / "pod.yaml"
+    manifest.write_text(POD)
+    assert play_main([str(manifest), "--endpoint", "tcp://127.0.0.1:1", "--status"]) == 1
+    assert "only unix:///path endpoints" in capsys.readouterr().err
