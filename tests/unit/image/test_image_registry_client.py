@@ -166,3 +166,32 @@ def test_platform_selection() -> None:
     }
     with pytest.raises(Exception, match="no image for platform"):
         select_platform(attest, ("linux", "amd64", ""))
+
+
+def test_blob_redirect_to_storage_drops_the_token() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        if request.url.host == "storage.example":
+            return httpx.Response(200, stream=Streamed(b"blob-bytes"))
+        if request.headers.get("authorization") != "Bearer tok":
+            return httpx.Response(401, headers={"WWW-Authenticate": 'Bearer realm="https://auth.example/t"'})
+        return httpx.Response(307, headers={"Location": "https://storage.example/b/123?sig=x"})
+
+    def tokens(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"access_token": "tok"})
+
+    def route(request: httpx.Request) -> httpx.Response:
+        return tokens(request) if request.url.host == "auth.example" else handler(request)
+
+    client = RegistryClient(Config(), transport=httpx.MockTransport(route))
+
+    async def run() -> bytes:
+        session = client.session(parse("reg.example/app"), Credentials())
+        async with session.blob("sha256:" + "0" * 64) as resp:
+            return await resp.aread()
+
+    assert asyncio.run(run()) == b"blob-bytes"
+    storage = [r for r in seen if r.url.host == "storage.example"]
+    assert len(storage) == 1 and "authorization" not in storage[0].headers
