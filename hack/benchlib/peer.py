@@ -1,0 +1,199 @@
+"""containerd 1.6 with its CRI plugin, isolated in a directory of its own.
+
+Everything it owns (root, state, sockets, runc root, netns pins, CNI conf, registry hosts) lives
+under `workdir`; stop() removes pods it left running, unmounts, and deletes the directory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+from pathlib import Path
+
+from benchlib.network import BenchNet
+from benchlib.util import (
+    BenchError,
+    kill_and_reap,
+    pids_mentioning,
+    unix_socket_ready,
+    unmount_all,
+    wait_until,
+)
+
+CONTAINERD = "/usr/bin/containerd"
+RUNC = "/usr/sbin/runc"
+# containerd 1.6 puts shim sockets here whatever its state dir is
+_SHIM_SOCKET_DIR = Path("/run/containerd/s")
+
+
+def containerd_config(workdir: Path, sandbox_image: str) -> str:
+    cri = 'plugins."io.containerd.grpc.v1.cri"'
+    return f"""version = 2
+root = "{workdir}/root"
+state = "{workdir}/state"
+oom_score = 0
+disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs",
+  "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper"]
+
+[grpc]
+  address = "{workdir}/containerd.sock"
+
+[ttrpc]
+  address = "{workdir}/containerd.sock.ttrpc"
+
+[plugins."io.containerd.internal.v1.opt"]
+  path = "{workdir}/opt"
+
+[{cri}]
+  sandbox_image = "{sandbox_image}"
+  restrict_oom_score_adj = true
+  netns_mounts_under_state_dir = true
+  stream_server_address = "127.0.0.1"
+  stream_server_port = "0"
+  [{cri}.cni]
+    bin_dir = "/usr/lib/cni"
+    conf_dir = "{workdir}/cni-conf"
+    max_conf_num = 1
+  [{cri}.containerd]
+    default_runtime_name = "runc"
+    snapshotter = "overlayfs"
+    [{cri}.containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [{cri}.containerd.runtimes.runc.options]
+        BinaryName = "{RUNC}"
+        Root = "{workdir}/runc"
+        SystemdCgroup = false
+  [{cri}.registry]
+    config_path = "{workdir}/certs.d"
+"""
+
+
+def hosts_toml(registry_host: str) -> str:
+    return (
+        f'server = "http://{registry_host}"\n\n'
+        f'[host."http://{registry_host}"]\n'
+        '  capabilities = ["pull", "resolve"]\n'
+        "  skip_verify = true\n"
+    )
+
+
+class ContainerdPeer:
+    def __init__(self, workdir: Path, registry_host: str, sandbox_image: str, net: BenchNet) -> None:
+        self.workdir = workdir.resolve()
+        self.registry_host = registry_host
+        self.sandbox_image = sandbox_image
+        self.net = net
+        self.pid = 0
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._made_shim_dirs: list[Path] = []
+
+    @property
+    def socket(self) -> Path:
+        return self.workdir / "containerd.sock"
+
+    @property
+    def endpoint(self) -> str:
+        return f"unix://{self.socket}"
+
+    def write_files(self) -> Path:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        config = self.workdir / "config.toml"
+        config.write_text(containerd_config(self.workdir, self.sandbox_image))
+        hosts = self.workdir / "certs.d" / self.registry_host
+        hosts.mkdir(parents=True, exist_ok=True)
+        (hosts / "hosts.toml").write_text(hosts_toml(self.registry_host))
+        self.net.write_conf_dir(self.workdir / "cni-conf")
+        return config
+
+    def start(self) -> None:
+        config = self.write_files()
+        for d in (_SHIM_SOCKET_DIR.parent, _SHIM_SOCKET_DIR):
+            if not d.exists():
+                self._made_shim_dirs.insert(0, d)
+        log = open(self.workdir / "containerd.log", "wb")  # noqa: SIM115 - the child keeps it
+        self._proc = subprocess.Popen(
+            [CONTAINERD, "--config", str(config)],
+            stdout=log,
+            stderr=log,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        log.close()
+        self.pid = self._proc.pid
+        (self.workdir / "containerd.pid").write_text(str(self.pid))
+        try:
+            wait_until(
+                lambda: unix_socket_ready(self.socket) or self._proc is None or self._proc.poll() is not None,
+                20,
+                "containerd's socket",
+            )
+        except BenchError:
+            self.stop()
+            raise
+        if self._proc.poll() is not None:
+            tail = (self.workdir / "containerd.log").read_text(errors="replace")[-2000:]
+            self.stop()
+            raise BenchError(f"containerd exited at start-up:\n{tail}")
+
+    def stop(self, remove: bool = True) -> None:
+        """Stop containerd and leave nothing behind: shims, containers, mounts, netns, files."""
+        if self._proc is not None:
+            self._proc.send_signal(signal.SIGTERM)
+            try:
+                self._proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+            self._proc = None
+        else:
+            _stop_by_pidfile(self.workdir / "containerd.pid")
+        cleanup_leftovers(self.workdir)
+        for d in self._made_shim_dirs:
+            try:
+                d.rmdir()
+            except OSError:
+                pass
+        if remove:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def _stop_by_pidfile(pidfile: Path) -> None:
+    """Stop a containerd started by another process (hack/peer-containerd start, then stop)."""
+    try:
+        pid = int(pidfile.read_text())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError):
+        return
+    if not cmdline.startswith(CONTAINERD.encode()):
+        return
+    os.kill(pid, signal.SIGTERM)
+    try:
+        wait_until(lambda: not Path(f"/proc/{pid}").exists() or _zombie(pid), 10, "containerd to exit")
+    except BenchError:
+        os.kill(pid, signal.SIGKILL)
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def cleanup_leftovers(workdir: Path) -> None:
+    """Remove what a stopped containerd left under workdir: containers, shims, mounts."""
+    runc_root = workdir / "runc"
+    if runc_root.is_dir():
+        for ns_dir in [runc_root, *[p for p in runc_root.iterdir() if p.is_dir()]]:
+            listing = subprocess.run(
+                [RUNC, "--root", str(ns_dir), "list", "--format", "json"], capture_output=True, text=True
+            )
+            for item in json.loads(listing.stdout or "null") or []:
+                subprocess.run(
+                    [RUNC, "--root", str(ns_dir), "delete", "--force", item["id"]], capture_output=True
+                )
+    kill_and_reap([p for p in pids_mentioning(str(workdir)) if p != os.getpid()])
+    unmount_all(workdir)
