@@ -19,7 +19,7 @@ from typing import Any
 
 from cri_py.api import api_pb2
 from cri_py.config.model import Config
-from cri_py.errors import FailedPrecondition, InvalidArgument, NotFound
+from cri_py.errors import FailedPrecondition, Internal, InvalidArgument, NotFound
 from cri_py.image import archive, build
 from cri_py.image import reference as refs
 from cri_py.image.content import ContentStore
@@ -67,6 +67,8 @@ class ImageService:
     def _prepare(self) -> None:
         self.content.prepare()
         self.content.cleanup_temporaries()
+        # content of a pull that was killed after unpacking but before its record was written
+        self._collect_garbage(self._referenced())
 
     async def close(self) -> None:
         tasks = list(self._pulls.values())
@@ -184,25 +186,36 @@ class ImageService:
 
         held: list[str] = []
         try:
-            result: PullResult = await self._puller.pull(ref, auth, hold)
-            tags = [ref.tagged()] if ref.tag and not ref.digest else []
-            record = make_record(
-                self.content,
-                result.manifest_digest,
-                result.manifest,
-                result.config,
-                result.chains,
-                tags,
-                [ref.digested(result.repo_digest)],
-            )
-            if result.repo_digest not in record.blobs:
-                record.blobs.append(result.repo_digest)
-            async with self._gc_lock:
-                self._commit(record)
-            return record
+            for _attempt in range(3):
+                result: PullResult = await self._puller.pull(ref, auth, hold)
+                tags = [ref.tagged()] if ref.tag and not ref.digest else []
+                record = make_record(
+                    self.content,
+                    result.manifest_digest,
+                    result.manifest,
+                    result.config,
+                    result.chains,
+                    tags,
+                    [ref.digested(result.repo_digest)],
+                )
+                if result.repo_digest not in record.blobs:
+                    record.blobs.append(result.repo_digest)
+                async with self._gc_lock:
+                    # a removal running while this pull started may have collected content the
+                    # pull found present: commit only a complete image, else fetch what is missing
+                    if self._complete(record):
+                        self._commit(record)
+                        return record
+                log.info("content of %s was collected during the pull; fetching it again", ref)
+            raise Internal(f"pull of {ref}: image content kept disappearing during the pull")
         finally:
             self._pinned_content.subtract(held)
             self._pinned_content += Counter()  # drop zero counts
+
+    def _complete(self, record: ImageRecord) -> bool:
+        return all(self.content.has_layer(c) for c in record.layers) and all(
+            self.content.has_blob(b) for b in record.blobs
+        )
 
     def _commit(self, record: ImageRecord) -> None:
         """Store a record, merging with an existing one of the same id; a tag moves to it."""
@@ -236,13 +249,17 @@ class ImageService:
             if self.in_use(record.id):
                 raise FailedPrecondition(f"image {ref_or_id!r} ({record.id}) is in use by a container")
             self._images.delete(record.id)
-            await asyncio.to_thread(self._collect_garbage)
+            await asyncio.to_thread(self._collect_garbage, self._referenced())
 
-    def _collect_garbage(self) -> None:
+    def _referenced(self) -> set[str]:
+        """Blobs and layers to keep (taken on the loop: pulls change the pins concurrently)."""
         keep: set[str] = {k for k, n in self._pinned_content.items() if n > 0}
         for rec in self._images.values():
             keep.update(rec.blobs)
             keep.update(rec.layers)
+        return keep
+
+    def _collect_garbage(self, keep: set[str]) -> None:
         for chain in self.content.layer_ids():
             if chain not in keep:
                 self.content.delete_layer(chain)

@@ -174,3 +174,11 @@ def test_pull_with_credentials(cri_factory: Any, auth_registry: TestRegistry) ->
     remove(cri, auth_registry.busybox)
     token = base64.b64encode(":".join(AUTH).encode()).decode()
     assert pull(cri, auth_registry.busybox, api_pb2.AuthConfig(auth=token)) == auth_registry.busybox_id
+
+
+def test_images_survive_a_daemon_restart(cri: Any, registry: TestRegistry) -> None:  # noqa: F811
+    image_id = pull(cri, registry.nonroot)
+    before = status(cri, image_id).image
+    cri.restart()
+    assert status(cri, registry.nonroot).image == before
+    assert status(cri, "localhost/cri-py/pause:3.10").image.pinned
