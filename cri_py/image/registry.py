@@ -8,6 +8,7 @@ Endpoints for a reference domain: its configured mirrors in order, then the host
 from __future__ import annotations
 
 import ipaddress
+import ssl
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -94,8 +95,11 @@ class RegistryClient:
         # transport: the network seam, replaced only by unit tests
         self.config = config
         limits = httpx.Limits(max_connections=64, max_keepalive_connections=16)
+        # the system's CA store (Debian's /etc/ssl/certs), not httpx's bundled certifi list:
+        # a node's operators add their registry CAs there
+        system_cas = ssl.create_default_context()
         self._http = httpx.AsyncClient(
-            follow_redirects=True, timeout=_TIMEOUT, limits=limits, transport=transport
+            follow_redirects=True, timeout=_TIMEOUT, limits=limits, transport=transport, verify=system_cas
         )
         self._http_noverify = httpx.AsyncClient(
             follow_redirects=True, timeout=_TIMEOUT, limits=limits, verify=False, transport=transport
