@@ -187,10 +187,14 @@ class ExecProcess:
         return await self._proc.wait()
 
     def _kill_process(self) -> None:
-        # Killing the runtime would orphan the process inside the container: kill the process
-        # itself (still the runtime's unreaped child, so its pid cannot have been reused).
+        # Killing only the runtime would orphan the process inside the container. runc makes
+        # every exec'd process a session and group leader, so its pid names the group that
+        # holds its children too. The pid is still the runtime's unreaped child (or a group
+        # with live members): the number cannot have been reused.
         with contextlib.suppress(OSError, ValueError):
             pid = int(self._pid_file.read_text().strip())
+            with contextlib.suppress(OSError):
+                os.killpg(pid, signal.SIGKILL)
             os.kill(pid, signal.SIGKILL)
 
     async def close(self) -> None:

@@ -151,18 +151,26 @@ def test_tokens_single_use_expired_and_unknown(ctr: RuncContainer, tmp_path: Pat
     run(main())
 
 
-@pytest.mark.parametrize("transport", ["spdy", "websocket"])
-def test_client_disconnect_kills_exec(ctr: RuncContainer, tmp_path: Path, transport: str) -> None:
-    marker = f"sleep 4242{len(transport)}"
+@pytest.mark.parametrize(
+    ("transport", "tty"),
+    [("spdy", False), ("websocket", False), ("spdy", True)],
+    ids=["spdy", "ws", "spdy-tty"],
+)
+def test_client_disconnect_kills_exec(ctr: RuncContainer, tmp_path: Path, transport: str, tty: bool) -> None:
+    marker = f"sleep 42{len(transport)}{int(tty)}"
 
     async def main() -> None:
         fds_before = open_fds()
         server = await start_server(tmp_path)
         try:
-            url = server.url_for(exec_request(ctr, ["sh", "-c", f"echo started; exec {marker}"]))
-            session = await open_command(url, transport)  # type: ignore[arg-type]
+            # a child in the background and one in the foreground: neither may survive
+            script = f"{marker}1 & echo started; {marker}2; wait"
+            url = server.url_for(exec_request(ctr, ["sh", "-c", script], tty=tty))
+            session = await open_command(url, transport, tty=tty)  # type: ignore[arg-type]
             await session.read_stdout_until(b"started")
-            assert any(marker in p for p in ctr.processes())
+            await asyncio.to_thread(
+                wait_until, lambda: sum(p.startswith(marker) for p in ctr.processes()) == 2
+            )
             await session.abort()
             await asyncio.to_thread(wait_until, lambda: not any(marker in p for p in ctr.processes()))
             await asyncio.to_thread(wait_until, lambda: not list(tmp_path.glob("exec-*")))
