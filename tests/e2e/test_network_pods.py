@@ -21,7 +21,7 @@ import pytest
 
 from cri_py.api import api_pb2
 from cri_py.network.netns import pinned_netns_path
-from tests.e2e.daemon import E2E_BRIDGE, E2E_SUBNET, Daemon
+from tests.e2e.daemon import Daemon
 from tests.e2e.registry_fixtures import TestRegistry, registry  # noqa: F401
 from tests.e2e.test_pod_support import (
     container_config,
@@ -35,16 +35,66 @@ from tests.e2e.test_pod_support import (
 )
 
 FAKE_PLUGIN = Path(__file__).parents[1] / "unit" / "network" / "fake_cni_plugin"
-SUBNET_PREFIX = E2E_SUBNET.rsplit(".", 1)[0] + "."
-FAIL_BRIDGE = "crinet1"
-FAIL_SUBNET = "10.213.78.0/24"
+# A network of this module's own: daemons of other test runs on the suite's shared bridge
+# and subnet (each with its own IPAM dir) could hand out the same addresses meanwhile.
+BRIDGE = "crinet2"
+SUBNET = "10.213.79.0/24"
+SUBNET_PREFIX = "10.213.79."
+NETWORK = "cri-py-net-e2e"
 
 pytestmark = pytest.mark.e2e
 
 
+@pytest.fixture(scope="module")
+def guarded_bridge() -> Iterator[None]:
+    guard = ["FORWARD", "-s", SUBNET, "!", "-d", SUBNET, "-j", "DROP"]
+    subprocess.run(["iptables", "-w", "-I", *guard], check=True)
+    try:
+        yield
+    finally:
+        subprocess.run(["iptables", "-w", "-D", *guard], check=False)
+        subprocess.run(["ip", "link", "del", BRIDGE], check=False, capture_output=True)
+
+
+def conflist(ipam: Path, extra_plugins: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    return {
+        "cniVersion": "1.0.0",
+        "name": NETWORK,
+        "plugins": [
+            {
+                "type": "bridge",
+                "bridge": BRIDGE,
+                "isGateway": True,
+                "ipMasq": True,
+                "hairpinMode": True,
+                "ipam": {
+                    "type": "host-local",
+                    "ranges": [[{"subnet": SUBNET}]],
+                    "routes": [{"dst": "0.0.0.0/0"}],
+                    "dataDir": str(ipam),
+                },
+            },
+            {"type": "portmap", "capabilities": {"portMappings": True}, "snat": True},
+            *(extra_plugins or []),
+            {"type": "loopback"},
+        ],
+    }
+
+
+def network_overrides(tmp_path: Path, extra_plugins: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    conf_dir = tmp_path / "net.d"
+    conf_dir.mkdir()
+    (conf_dir / "10-net-e2e.conflist").write_text(json.dumps(conflist(tmp_path / "ipam", extra_plugins)))
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    shutil.copy(FAKE_PLUGIN, bin_dir / "refuse")
+    return {"cni": {"conf_dir": str(conf_dir), "bin_dirs": ["/usr/lib/cni", str(bin_dir)]}}
+
+
 @pytest.fixture
-def cri(cri_factory: Any, registry: TestRegistry) -> Daemon:  # noqa: F811
-    daemon: Daemon = cri_factory(registry.daemon_overrides())
+def cri(cri_factory: Any, registry: TestRegistry, tmp_path: Path, guarded_bridge: None) -> Daemon:  # noqa: F811
+    daemon: Daemon = cri_factory({**registry.daemon_overrides(), **network_overrides(tmp_path)})
+    daemon.extra["ipam"] = tmp_path / "ipam"
     return daemon
 
 
@@ -66,13 +116,13 @@ def stop_and_remove(cri: Daemon, pod_id: str) -> None:
 
 
 def ipam_allocations(cri: Daemon) -> list[str]:
-    net_dir = cri.workdir / "cni" / "ipam" / "cri-py-e2e"
+    net_dir = cri.extra["ipam"] / NETWORK
     if not net_dir.is_dir():
         return []
     return sorted(p.name for p in net_dir.iterdir() if p.name[0].isdigit())
 
 
-def bridge_ports(bridge: str = E2E_BRIDGE) -> list[str]:
+def bridge_ports(bridge: str = BRIDGE) -> list[str]:
     out = subprocess.run(
         ["ip", "-o", "link", "show", "master", bridge], capture_output=True, text=True, check=False
     ).stdout
@@ -196,59 +246,29 @@ def test_restart_between_run_and_stop(cri: Daemon) -> None:
     assert_nothing_left(cri, [pod_id], our_ports, [host_port])
 
 
-@pytest.fixture
-def fail_bridge() -> Iterator[None]:
-    """A bridge of this test's own, so pods of other daemons on the suite's bridge don't count."""
-    guard = ["FORWARD", "-s", FAIL_SUBNET, "!", "-d", FAIL_SUBNET, "-j", "DROP"]
-    subprocess.run(["iptables", "-w", "-I", *guard], check=True)
-    try:
-        yield
-    finally:
-        subprocess.run(["iptables", "-w", "-D", *guard], check=False)
-        subprocess.run(["ip", "link", "del", FAIL_BRIDGE], check=False, capture_output=True)
-
-
 def test_failing_plugin_fails_run_pod_sandbox_cleanly(
-    cri_factory: Any, tmp_path: Path, fail_bridge: None
+    cri_factory: Any, tmp_path: Path, guarded_bridge: None
 ) -> None:
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    shutil.copy(FAKE_PLUGIN, bin_dir / "refuse")
-    conf_dir = tmp_path / "net.d"
-    conf_dir.mkdir()
-    ipam = tmp_path / "ipam"
-    conf = {
-        "cniVersion": "1.0.0",
-        "name": "cri-py-e2e",
-        "plugins": [
-            {
-                "type": "bridge",
-                "bridge": FAIL_BRIDGE,
-                "isGateway": True,
-                "ipam": {"type": "host-local", "ranges": [[{"subnet": FAIL_SUBNET}]], "dataDir": str(ipam)},
-            },
-            {"type": "refuse", "fail": {"ADD": {"code": 142, "msg": "address quota exceeded"}}},
-        ],
-    }
-    (conf_dir / "10-failing.conflist").write_text(json.dumps(conf))
-    cri: Daemon = cri_factory(
-        {"cni": {"conf_dir": str(conf_dir), "bin_dirs": ["/usr/lib/cni", str(bin_dir)]}}
-    )
+    port = free_port()
+    refuse = {"type": "refuse", "fail": {"ADD": {"code": 142, "msg": "address quota exceeded"}}}
+    cri: Daemon = cri_factory(network_overrides(tmp_path, [refuse]))
+    cri.extra["ipam"] = tmp_path / "ipam"
+    cfg = pod_config(port_mappings=[api_pb2.PortMapping(container_port=80, host_port=port)])
     with pytest.raises(grpc.RpcError) as info:
-        run_pod(cri, pod_config())
+        run_pod(cri, cfg)
     assert "address quota exceeded" in (info.value.details() or "")
     assert "142" in (info.value.details() or "")
     assert list(cri.runtime.ListPodSandbox(api_pb2.ListPodSandboxRequest(), timeout=10).items) == []
     netns_dir = Path(cri.config["run_dir"]) / "netns"
     assert not netns_dir.exists() or not list(netns_dir.iterdir())
-    net_dir = ipam / "cri-py-e2e"
-    assert not net_dir.exists() or not [p for p in net_dir.iterdir() if p.name[0].isdigit()]
-    assert bridge_ports(FAIL_BRIDGE) == []
+    assert ipam_allocations(cri) == []
+    assert bridge_ports() == []
+    assert f"--dport {port} " not in iptables_save()
 
 
 def test_network_ready_follows_conf_dir(cri: Daemon) -> None:
     conf_dir = Path(cri.config["cni"]["conf_dir"])
-    conf = conf_dir / "10-e2e.conflist"
+    conf = conf_dir / "10-net-e2e.conflist"
     parked = cri.workdir / "parked.conflist"
 
     def wait_ready(expected: bool) -> api_pb2.RuntimeCondition:
