@@ -409,3 +409,40 @@ def test_pinned_netns_has_loopback_up_and_is_removed(tmp_path: Path) -> None:
     remove_pinned_netns(netns)  # idempotent
     assert not netns.exists()
     assert str(tmp_path) not in Path("/proc/self/mountinfo").read_text()
+
+
+def test_bandwidth_annotations_reach_the_bandwidth_plugin(net: NetEnv) -> None:
+    net.write_conf([{"type": "bandwidth", "capabilities": {"bandwidth": True}}])
+    pod, netns = net.new_pod(7)
+    ifb_before = sh("ip", "-o", "link", "show", "type", "ifb").stdout
+
+    async def setup() -> Any:
+        m = net.manager()
+        await m.start(lambda: {pod})
+        try:
+            return await m.setup(
+                net.request(
+                    pod,
+                    netns,
+                    annotations={
+                        "kubernetes.io/ingress-bandwidth": "1M",
+                        "kubernetes.io/egress-bandwidth": "2M",
+                    },
+                )
+            )
+        finally:
+            await m.stop()
+
+    result = asyncio.run(setup())
+    host_veth = next(name for name in result.interfaces if name.startswith("veth"))
+    # pod ingress is shaped on the host end of the veth; egress through an ifb device
+    assert "tbf" in sh("tc", "qdisc", "show", "dev", host_veth).stdout
+    ifb_during = sh("ip", "-o", "link", "show", "type", "ifb").stdout
+    added = [line for line in ifb_during.splitlines() if line not in ifb_before.splitlines()]
+    assert len(added) == 1
+    ifb_name = added[0].split(":")[1].strip()
+    assert "tbf" in sh("tc", "qdisc", "show", "dev", ifb_name).stdout
+
+    asyncio.run(net.manager().teardown(pod, netns))
+    assert ifb_name not in sh("ip", "-o", "link").stdout
+    assert net.allocations() == []
