@@ -221,6 +221,15 @@ def main(argv: list[str]) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # `cri-py play --dry-run x.yaml | head`: the reader left, nothing more to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+def play_main(argv: list[str]) -> int:
+    """`cri-py play ...` as wired into cri_py.cli."""
+    return main(argv)
 
 
 if __name__ == "__main__":

@@ -90,3 +90,51 @@ async def run_check(
     except ValueError as exc:
         return False, str(exc)
     return False, "grpc probes are not supported by cri-py play"
+
+
+async def run_lifecycle_handler(
+    cri: CriClient, container_id: str, handler: dict[str, Any], pod_ip: str, ports: list[Any], limit: int
+) -> tuple[bool, str]:
+    """A postStart/preStop handler in its JSON form (as in the preStopHandler annotation):
+    exec through ExecSync, httpGet from the node, sleep. `limit` seconds, 0 for none."""
+    if "exec" in handler:
+        command = list(handler["exec"].get("command") or [])
+        try:
+            resp = await cri.runtime.ExecSync(
+                api_pb2.ExecSyncRequest(container_id=container_id, cmd=command, timeout=limit)
+            )
+        except grpc.aio.AioRpcError as exc:
+            return False, f"exec {command}: {exc.code().name}: {exc.details()}"
+        if resp.exit_code != 0:
+            output = (resp.stdout + resp.stderr).decode(errors="replace").strip()
+            return False, f"exec {command}: exit code {resp.exit_code}: {output[:200]}"
+        return True, ""
+    if "httpGet" in handler:
+        action = handler["httpGet"]
+        port = action.get("port")
+        if isinstance(port, str) and not port.isdigit():
+            port = next((p.get("containerPort") for p in ports if p.get("name") == port), None)
+        if port is None:
+            return False, f"httpGet: unknown port {action.get('port')!r}"
+        headers = [_Header(h["name"], h["value"]) for h in action.get("httpHeaders") or []]
+        get = _HttpGet(action.get("path") or "/", action.get("scheme") or "HTTP", headers)
+        return await http_check(action.get("host") or pod_ip, int(port), get, float(limit or 10))
+    if "sleep" in handler:
+        await asyncio.sleep(int(handler["sleep"].get("seconds") or 0))
+        return True, ""
+    return False, f"unsupported lifecycle handler {sorted(handler)}"
+
+
+class _Header:
+    def __init__(self, name: str, value: str) -> None:
+        self.name = name
+        self.value = value
+
+
+class _HttpGet:
+    """The attributes http_check reads from a V1HTTPGetAction."""
+
+    def __init__(self, path: str, scheme: str, headers: list[_Header]) -> None:
+        self.path = path
+        self.scheme = scheme
+        self.http_headers = headers

@@ -8,7 +8,9 @@ container (io.kubernetes.pod.name/namespace/uid), so a fresh process can stop or
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -18,9 +20,11 @@ from cri_py.errors import FailedPrecondition, NotFound
 from cri_py.play import translate, volumes
 from cri_py.play.client import CriClient
 from cri_py.play.manifest import iter_containers
+from cri_py.play.probes import run_lifecycle_handler
 from cri_py.play.translate import ImageFacts, PlayContext
 
 POLL_INTERVAL = 0.1
+MIN_GRACE_PERIOD = 2  # kubelet's minimumGracePeriodInSeconds after a preStop hook
 QOS_LEVELS = ("", "burstable/", "besteffort/")
 ContainerState = api_pb2.ContainerState
 
@@ -161,6 +165,25 @@ class Player:
         )
         await self.cri.runtime.StartContainer(api_pb2.StartContainerRequest(container_id=resp.container_id))
         self.say(f"started {pod.metadata.name}/{container.name} ({resp.container_id[:13]})")
+        post_start = container.lifecycle.post_start if container.lifecycle is not None else None
+        if post_start is not None:
+            ok, detail = await run_lifecycle_handler(
+                self.cri,
+                resp.container_id,
+                post_start.model_dump(by_alias=True, exclude_none=True),
+                pod_ips[0] if pod_ips else "",
+                [p.model_dump(by_alias=True) for p in container.ports or []],
+                0,
+            )
+            if not ok:
+                # kubelet kills the container (FailedPostStartHook); restartPolicy decides what next
+                self.say(f"{pod.metadata.name}/{container.name}: FailedPostStartHook: {detail}")
+                await self.stop_container(
+                    resp.container_id,
+                    int(pod.spec.termination_grace_period_seconds),
+                    dict(config.annotations),
+                    pod_ips[0] if pod_ips else "",
+                )
         return StartedContainer(id=resp.container_id, name=container.name, restart_count=restart_count)
 
     async def wait_exited(self, container_id: str) -> Any:
@@ -216,7 +239,26 @@ class Player:
 
     # --- down ----------------------------------------------------------------------------------
 
-    async def stop_container(self, container_id: str, grace: int) -> None:
+    async def stop_container(
+        self, container_id: str, grace: int, annotations: dict[str, str] | None = None, pod_ip: str = ""
+    ) -> None:
+        """killContainer: the preStop hook (kept in the container's annotation) within the grace
+        period, then StopContainer with what is left of it (at least 2 s unless forced)."""
+        annotations = annotations or {}
+        hook = annotations.get(translate.PRESTOP_HANDLER)
+        if hook and grace > 0:
+            started = time.monotonic()
+            ports = json.loads(annotations.get(translate.CONTAINER_PORTS, "[]"))
+            try:
+                ok, detail = await asyncio.wait_for(
+                    run_lifecycle_handler(self.cri, container_id, json.loads(hook), pod_ip, ports, grace),
+                    grace,
+                )
+            except TimeoutError:
+                ok, detail = False, f"did not finish within {grace}s"
+            if not ok:
+                self.say(f"preStop hook of {container_id[:13]} failed: {detail}")
+            grace = max(MIN_GRACE_PERIOD, grace - int(time.monotonic() - started))
         await self.cri.runtime.StopContainer(
             api_pb2.StopContainerRequest(container_id=container_id, timeout=grace)
         )
@@ -225,8 +267,10 @@ class Player:
         """killPod then removal: containers stopped with the grace period, sandbox stopped and
         removed, then the pod's host directories, mounts and cgroups."""
         containers = await self.containers(sandbox.id)
-        running = [c.id for c in containers if c.state != ContainerState.CONTAINER_EXITED]
-        await asyncio.gather(*(self.stop_container(cid, grace) for cid in running))
+        running = [c for c in containers if c.state != ContainerState.CONTAINER_EXITED]
+        ips = await self.pod_ips(sandbox.id) if running else ()
+        ip = ips[0] if ips else ""
+        await asyncio.gather(*(self.stop_container(c.id, grace, dict(c.annotations), ip) for c in running))
         await self.cri.runtime.StopPodSandbox(api_pb2.StopPodSandboxRequest(pod_sandbox_id=sandbox.id))
         for container in containers:
             await self.cri.runtime.RemoveContainer(api_pb2.RemoveContainerRequest(container_id=container.id))

@@ -212,3 +212,74 @@ def test_play_watch_restarts_with_backoff_and_runs_probes(
     assert "Exited(0, Completed)" in completes and completes.split()[-1] == "0"
     play_env.play(manifest, "--down", "--grace-period", "0")
     assert play_env.leftovers() == []
+
+
+def test_play_hooks_host_path_and_managed_files(
+    cri: Any,
+    play_env: PlayEnv,
+    registry: TestRegistry,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    host_dir = tmp_path / "host"
+    doc = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "hooks", "namespace": "play-e2e"},
+        "spec": {
+            "hostname": "box",
+            "subdomain": "sub",
+            "hostAliases": [{"ip": "192.0.2.10", "hostnames": ["alias.example"]}],
+            "dnsPolicy": "None",
+            "dnsConfig": {
+                "nameservers": ["192.0.2.53"],
+                "searches": ["play.example"],
+                "options": [{"name": "ndots", "value": "2"}],
+            },
+            "containers": [
+                {
+                    "name": "main",
+                    "image": registry.busybox,
+                    "command": ["sh", "-c", 'trap "exit 0" TERM; while true; do sleep 0.1; done'],
+                    "env": [{"name": "WHO", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}}],
+                    "workingDir": "/host",
+                    "lifecycle": {
+                        "postStart": {"exec": {"command": ["sh", "-c", "echo post $WHO > /host/post"]}},
+                        "preStop": {"exec": {"command": ["sh", "-c", "echo pre > /host/pre"]}},
+                    },
+                    "volumeMounts": [
+                        {"name": "host", "mountPath": "/host"},
+                        {"name": "host", "mountPath": "/nested", "subPathExpr": "$(WHO)"},
+                    ],
+                }
+            ],
+            "volumes": [{"name": "host", "hostPath": {"path": str(host_dir), "type": "DirectoryOrCreate"}}],
+        },
+    }
+    manifest = write_manifest(tmp_path / "hooks.yaml", [doc])
+    play_env.play(manifest)
+    assert (host_dir / "play-e2e").is_dir()  # subPathExpr expanded and created
+    wait_for(lambda: (host_dir / "post").exists() and (host_dir / "post").read_text() == "post play-e2e\n")
+
+    (container,) = cri.runtime.ListContainers(api_pb2.ListContainersRequest(), timeout=10).containers
+
+    def run(*cmd: str) -> str:
+        out = cri.runtime.ExecSync(
+            api_pb2.ExecSyncRequest(container_id=container.id, cmd=list(cmd), timeout=10), timeout=30
+        )
+        assert out.exit_code == 0, out.stderr
+        return str(out.stdout.decode())
+
+    assert run("pwd").strip() == "/host"
+    assert run("hostname").strip() == "box"
+    hosts = run("cat", "/etc/hosts")
+    assert hosts.startswith("# Kubernetes-managed hosts file.\n")
+    assert "\tbox.sub.play-e2e.svc.cluster.local\tbox\n" in hosts and "192.0.2.10\talias.example\n" in hosts
+    resolv = run("cat", "/etc/resolv.conf")
+    assert "nameserver 192.0.2.53" in resolv and "search play.example" in resolv and "ndots:2" in resolv
+    run("sh", "-c", "echo via-subpath > /nested/file")
+    assert (host_dir / "play-e2e" / "file").read_text() == "via-subpath\n"
+
+    play_env.play(manifest, "--down")
+    assert (host_dir / "pre").read_text() == "pre\n"  # the preStop hook ran before the stop
+    assert play_env.leftovers() == []
+    assert host_dir.is_dir()  # hostPath data belongs to the host

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from kubernetes import client as k8s
 
 from cri_py.api import api_pb2
 from cri_py.errors import FailedPrecondition
@@ -99,8 +100,16 @@ class FakeRuntime:
         found = [c for sid, c, _ in self.containers.values() if sid == req.filter.pod_sandbox_id]
         return api_pb2.ListContainersResponse(containers=found)
 
+    async def ExecSync(self, req: Any) -> Any:  # noqa: N802
+        self.calls.append(
+            f"ExecSync {self.containers[req.container_id][1].metadata.name} {' '.join(req.cmd)}"
+        )
+        return api_pb2.ExecSyncResponse(exit_code=self.exit_codes.get(req.cmd[0], 0))
+
     async def StopContainer(self, req: Any) -> Any:  # noqa: N802
-        self.calls.append(f"StopContainer {self.containers[req.container_id][1].metadata.name}")
+        self.calls.append(
+            f"StopContainer {self.containers[req.container_id][1].metadata.name} timeout={req.timeout}"
+        )
         self.containers[req.container_id][1].state = api_pb2.CONTAINER_EXITED
         return api_pb2.StopContainerResponse()
 
@@ -214,7 +223,7 @@ def test_up_twice_keeps_the_running_pod_and_down_removes_everything(tmp_path: Pa
     assert (tmp_path / "root" / "pods" / pod.metadata.uid).is_dir()
     assert asyncio.run(player.down("default", "web", 5)) == 1
     assert cri.runtime.calls[-6:] == [
-        "StopContainer app",
+        "StopContainer app timeout=5",
         "StopPodSandbox",
         "RemoveContainer first",
         "RemoveContainer second",
@@ -266,3 +275,29 @@ def test_watch_retries_a_failing_init_container_unless_never(tmp_path: Path) -> 
     cri.runtime.sandboxes.clear()
     assert asyncio.run(scenario("OnFailure")) is False
     assert cri.runtime.calls.count("StartContainer first") >= 3
+
+
+def test_hooks_run_around_start_and_stop(tmp_path: Path) -> None:
+    player, cri = make_player(tmp_path, {"INIT1": 0, "INIT2": 0, "failing-hook": 1})
+    pod = pod_with("Always")
+    app = pod.spec.containers[0]
+    app.lifecycle = k8s.V1Lifecycle(
+        post_start=k8s.V1LifecycleHandler(_exec=k8s.V1ExecAction(command=["posthook"])),
+        pre_stop=k8s.V1LifecycleHandler(_exec=k8s.V1ExecAction(command=["prehook", "x"])),
+    )
+    asyncio.run(player.up(pod))
+    assert cri.runtime.calls[-2:] == ["StartContainer app", "ExecSync app posthook"]
+    asyncio.run(player.down("default", "web", 30))
+    assert cri.runtime.calls[-7:-5] == ["ExecSync app prehook x", "StopContainer app timeout=30"]
+    # a failing postStart hook kills the container (FailedPostStartHook)
+    player, cri = make_player(tmp_path, {"INIT1": 0, "INIT2": 0, "failing-hook": 1})
+    app.lifecycle.post_start = k8s.V1LifecycleHandler(_exec=k8s.V1ExecAction(command=["failing-hook"]))
+    asyncio.run(player.up(pod))
+    assert cri.runtime.calls[-3:] == [
+        "ExecSync app failing-hook",
+        "ExecSync app prehook x",
+        "StopContainer app timeout=30",
+    ]
+    # forced: no hook, no grace
+    asyncio.run(player.down("default", "web", 0))
+    assert "StopContainer app timeout=0" not in cri.runtime.calls  # already exited, nothing to stop
