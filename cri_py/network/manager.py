@@ -428,6 +428,9 @@ class NetworkManager:
 
     async def gc(self, valid_pod_ids: set[str]) -> None:
         """DEL the attachments of pods that no longer exist, then CNI GC (1.1.0) per network."""
+        # stand-in namespaces outlive their DEL only if the daemon died during it
+        for stale in await asyncio.to_thread(netns_ops.stand_in_pins, self.run_dir):
+            await asyncio.to_thread(netns_ops.remove_pinned_netns, stale)
         for pod_id in self._cache.pod_ids():
             if pod_id in valid_pod_ids:
                 continue

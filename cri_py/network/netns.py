@@ -85,6 +85,13 @@ def stand_in_netns_path(run_dir: Path, pod_id: str) -> Path:
     return run_dir / "netns" / f"cri-py-del-{pod_id}"
 
 
+def stand_in_pins(run_dir: Path) -> list[Path]:
+    try:
+        return sorted((run_dir / "netns").glob("cri-py-del-*"))
+    except OSError:
+        return []
+
+
 def _create_pinned(path: Path, prepare: Callable[[IPRoute], None] | None) -> Path:
     # No shared bind mount of the directory as iproute2 makes: runtimes pivot away from the
     # host's mounts, so no other mount namespace keeps a copy of a pin, and the daemon

@@ -29,7 +29,7 @@ from cri_py.network import (
     remove_pinned_netns,
 )
 from cri_py.network.capargs import PortMappingArg
-from cri_py.network.netns import is_pinned_netns
+from cri_py.network.netns import create_stand_in_netns, is_pinned_netns
 
 BRIDGE = "crinet0"
 SUBNET = "10.213.77.0/24"
@@ -366,9 +366,12 @@ def test_start_up_gc_releases_pods_that_are_gone(net: NetEnv) -> None:
         await m.setup(net.request(pod, netns))
         await m.stop()
         assert len(net.allocations()) == 1
+        # as if a daemon had died during a DEL through a stand-in namespace
+        stale = create_stand_in_netns(net.run_dir, "9" * 64, "eth0", ["10.213.77.250/24"])
         m2 = net.manager()
         await m2.start(set)
         await m2.stop()
+        assert not stale.exists()
 
     asyncio.run(go())
     assert net.allocations() == []

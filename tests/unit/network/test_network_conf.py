@@ -80,3 +80,15 @@ def test_version_compare() -> None:
     assert version_at_least("1.1.0", "1.0.0")
     assert version_at_least("0.4.0", "0.4.0")
     assert not version_at_least("0.3.1", "0.4.0")
+
+
+def test_shipped_default_conflist() -> None:
+    path = Path(__file__).parents[3] / "conf" / "cni" / "10-cri-py.conflist"
+    net = parse_conf(path, path.read_bytes())
+    assert net.cni_version == "1.0.0"
+    assert net.plugin_types == ("bridge", "portmap", "loopback")
+    bridge = net.plugins[0]
+    assert bridge["bridge"] == "cni0"
+    assert bridge["ipam"]["type"] == "host-local"
+    assert bridge["ipam"]["ranges"] == [[{"subnet": "10.88.0.0/16"}]]
+    assert net.capabilities(1) == {"portMappings"}
