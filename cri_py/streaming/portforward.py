@@ -148,6 +148,7 @@ async def serve_websocket(
 ) -> None:
     """Forward one connection per port over `conn`, until every one of them ended."""
     inputs = {2 * i: WsInChannel() for i in range(len(ports))}
+    conn.inboxes.extend(inputs.values())
 
     def on_message(channel: int, data: bytes) -> None:
         if channel in inputs:

@@ -13,6 +13,7 @@ import logging
 from collections.abc import Callable
 
 from cri_py.streaming import spdy
+from cri_py.streaming.inbox import Inbox
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +26,7 @@ class SpdyStream:
         self.session = session
         self.id = stream_id
         self.headers = headers
-        self._inbox: asyncio.Queue[bytes] = asyncio.Queue()
+        self.inbox = Inbox()
         self.remote_closed = False
         self.local_closed = False
         self.was_reset = False
@@ -37,13 +38,7 @@ class SpdyStream:
 
     async def read(self) -> bytes:
         """Next chunk from the peer; b"" once the peer finished or reset the stream."""
-        if self._inbox.empty() and self.remote_closed:
-            return b""
-        data = await self._inbox.get()
-        if not data:
-            # Keep returning EOF to any later reader.
-            self._inbox.put_nowait(b"")
-        return data
+        return await self.inbox.read()
 
     async def write(self, data: bytes) -> None:
         if self.local_closed or self.was_reset:
@@ -74,19 +69,19 @@ class SpdyStream:
     def _on_data(self, data: bytes, fin: bool) -> None:
         if self.remote_closed:
             return
-        if data:
-            self._inbox.put_nowait(data)
+        self.inbox.feed(data)
         if fin:
             self._on_remote_fin()
 
     def _on_remote_fin(self) -> None:
         if not self.remote_closed:
             self.remote_closed = True
-            self._inbox.put_nowait(b"")
+            self.inbox.end()
 
     def _on_reset(self) -> None:
         self.was_reset = True
         self.local_closed = True
+        self.inbox.abandon()
         self._on_remote_fin()
         self.session.forget_if_done(self)
 
@@ -160,6 +155,9 @@ class SpdySession:
                 if not data:
                     break
                 self._handle(self._codec.receive(data))
+                for stream in list(self._streams.values()):
+                    if stream.inbox.over_limit:
+                        await stream.inbox.drained()
         except spdy.ProtocolError as e:
             log.warning("SPDY protocol error from peer: %s", e)
             with contextlib.suppress(ConnectionError):

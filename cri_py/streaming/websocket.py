@@ -20,6 +20,7 @@ from websockets.server import ServerProtocol
 from websockets.typing import Subprotocol
 
 from cri_py.streaming.channels import CommandChannels
+from cri_py.streaming.inbox import Inbox
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,8 @@ class WsConnection:
         self.on_close_signal: Callable[[int], None] = lambda channel: None
         self._fragments: list[bytes] = []
         self.closed = False
+        # Input channels fed from this connection; reading pauses while one holds too much.
+        self.inboxes: list[Inbox] = []
 
     @classmethod
     async def accept(
@@ -135,6 +138,9 @@ class WsConnection:
                 self._flush()
                 if not data or self._protocol.close_code is not None:
                     return
+                for inbox in self.inboxes:
+                    if inbox.over_limit:
+                        await inbox.drained()
         except ConnectionError:
             return
 
@@ -164,25 +170,8 @@ class WsConnection:
                 self.on_message(channel, payload)
 
 
-class WsInChannel:
-    def __init__(self) -> None:
-        self._queue: asyncio.Queue[bytes] = asyncio.Queue()
-        self._ended = False
-
-    def feed(self, data: bytes) -> None:
-        if not self._ended and data:
-            self._queue.put_nowait(data)
-
-    def end(self) -> None:
-        if not self._ended:
-            self._ended = True
-            self._queue.put_nowait(b"")
-
-    async def read(self) -> bytes:
-        data = await self._queue.get()
-        if not data:
-            self._queue.put_nowait(b"")
-        return data
+class WsInChannel(Inbox):
+    """One input channel (stdin, resize, port-forward data) of a WebSocket."""
 
 
 class WsOutChannel:
@@ -210,6 +199,7 @@ def command_channels(
         inputs[STDIN] = WsInChannel()
     if tty:
         inputs[RESIZE] = WsInChannel()
+    conn.inboxes.extend(inputs.values())
     channels = CommandChannels(
         version=version,
         error=WsOutChannel(conn, ERROR),
