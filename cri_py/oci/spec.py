@@ -286,8 +286,11 @@ def container_spec(
         if seccomp is not None:
             linux_spec["seccomp"] = seccomp
     annotations = dict(config.annotations)
-    annotations[ANNOTATION_CONTAINER_TYPE] = "container"
-    annotations[ANNOTATION_SANDBOX_ID] = pod.id
+    if not pod.sandboxed_runtime:
+        annotations[ANNOTATION_CONTAINER_TYPE] = "container"
+        annotations[ANNOTATION_SANDBOX_ID] = pod.id
+    # else each container is a sandbox of its own: runsc 2022 under conmon cannot monitor a
+    # container it starts inside another sandbox (conmon sees its create exit at once)
     return {
         "ociVersion": OCI_VERSION,
         "process": process,

@@ -2,9 +2,9 @@
 
 A pod is its pinned namespaces (net via the network layer, IPC and UTS pinned here), its
 files (resolv.conf, hosts, hostname), a /dev/shm tmpfs and, only where something needs it,
-an infra ("pause") process: a pod sharing one PID namespace needs an init to hold it, and a
-sandboxed runtime (gVisor) needs its sandbox started first. Everything else works without
-one, which saves a runtime call per pod and a process per running pod.
+an infra ("pause") process: only a pod sharing one PID namespace needs an init to hold it.
+Everything else works without one, which saves a runtime call per pod and a process per
+running pod. Under gVisor each container is its own sandbox in the pod's network namespace.
 """
 
 from __future__ import annotations
@@ -203,7 +203,8 @@ class PodService:
             uts_path="" if host_net else str(self.ns_dir / f"{pod_id}-uts"),
             shm_path="" if host_ipc else str(pod_dir / "shm"),
             host_pid=host_pid,
-            infra=runtime.is_sandboxed or (shares_pid and not host_pid),
+            # a sandboxed runtime gives each container its own kernel: nothing to share
+            infra=shares_pid and not host_pid and not runtime.is_sandboxed,
         )
         # the name is taken before anything exists, so a crash leaves a record to unwind
         self._pods.put(pod)
