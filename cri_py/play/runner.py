@@ -12,7 +12,7 @@ import json
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from cri_py.api import api_pb2
@@ -38,6 +38,7 @@ class StartedContainer:
     id: str
     name: str
     restart_count: int
+    annotations: dict[str, str] = field(default_factory=dict)  # for the preStop hook on a kill
 
 
 def new_random_id() -> str:
@@ -120,9 +121,11 @@ class Player:
 
     # --- up ------------------------------------------------------------------------------------
 
-    async def run_sandbox(self, pod: Any) -> tuple[str, api_pb2.PodSandboxConfig, tuple[str, ...]]:
+    async def run_sandbox(
+        self, pod: Any, attempt: int = 0
+    ) -> tuple[str, api_pb2.PodSandboxConfig, tuple[str, ...]]:
         await asyncio.to_thread(volumes.setup_pod, pod, self.ctx)
-        config = translate.sandbox_config(pod, self.ctx)
+        config = translate.sandbox_config(pod, self.ctx, attempt)
         resp = await self.cri.runtime.RunPodSandbox(
             api_pb2.RunPodSandboxRequest(config=config, runtime_handler=translate.runtime_handler(pod))
         )
@@ -184,7 +187,7 @@ class Player:
                     dict(config.annotations),
                     pod_ips[0] if pod_ips else "",
                 )
-        return StartedContainer(id=resp.container_id, name=container.name, restart_count=restart_count)
+        return StartedContainer(resp.container_id, container.name, restart_count, dict(config.annotations))
 
     async def wait_exited(self, container_id: str) -> Any:
         while True:
@@ -263,9 +266,10 @@ class Player:
             api_pb2.StopContainerRequest(container_id=container_id, timeout=grace)
         )
 
-    async def remove_sandbox(self, sandbox: Any, grace: int) -> None:
+    async def remove_sandbox(self, sandbox: Any, grace: int, teardown: bool = True) -> None:
         """killPod then removal: containers stopped with the grace period, sandbox stopped and
-        removed, then the pod's host directories, mounts and cgroups."""
+        removed, then (unless the pod lives on in a new sandbox) its host directories, mounts
+        and cgroups."""
         containers = await self.containers(sandbox.id)
         running = [c for c in containers if c.state != ContainerState.CONTAINER_EXITED]
         ips = await self.pod_ips(sandbox.id) if running else ()
@@ -277,7 +281,7 @@ class Player:
         await self.cri.runtime.RemovePodSandbox(api_pb2.RemovePodSandboxRequest(pod_sandbox_id=sandbox.id))
         uid = sandbox.labels.get(translate.POD_UID_LABEL, "")
         meta = sandbox.metadata
-        if uid:
+        if uid and teardown:
             await asyncio.to_thread(volumes.teardown_pod, uid, meta.namespace, meta.name, self.ctx)
             for level in QOS_LEVELS:
                 await asyncio.to_thread(volumes.remove_pod_cgroups, f"/kubepods/{level}pod{uid}")

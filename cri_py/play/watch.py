@@ -73,6 +73,7 @@ class PodWatcher:
         self.ips: tuple[str, ...] = ()
         self.apps = {c.name: Tracked(c, backoff=Backoff(backoff_base)) for c in pod.spec.containers}
         self.failed = False
+        self.attempt = 0
 
     def say(self, text: str) -> None:
         self.player.say(f"{time.strftime('%H:%M:%S')} {self.label} {text}")
@@ -86,23 +87,55 @@ class PodWatcher:
                 and sandbox.labels.get(translate.POD_UID_LABEL) == meta.uid
             ):
                 self.sandbox_id = sandbox.id
-                self.sandbox_config = translate.sandbox_config(self.pod, self.player.ctx)
+                self.attempt = sandbox.metadata.attempt
+                self.sandbox_config = translate.sandbox_config(self.pod, self.player.ctx, self.attempt)
                 self.ips = await self.player.pod_ips(sandbox.id)
                 for container in newest_per_name(await self.player.containers(sandbox.id)):
                     tracked = self.apps.get(container.metadata.name)
                     if tracked is not None:
                         restarts = int(container.annotations.get(translate.RESTART_COUNT, "0"))
-                        tracked.current = StartedContainer(container.id, container.metadata.name, restarts)
+                        tracked.current = StartedContainer(
+                            container.id, container.metadata.name, restarts, dict(container.annotations)
+                        )
                 self.say(f"watching sandbox {sandbox.id[:13]}")
                 break
         else:
-            self.sandbox_id, self.sandbox_config, self.ips = await self.player.run_sandbox(self.pod)
-            self.say(f"sandbox {self.sandbox_id[:13]} ip {','.join(self.ips) or '-'}")
-            if not await self.run_init_containers():
-                return
+            await self.new_sandbox()
+            return
         for tracked in self.apps.values():
             if tracked.current is None:
                 await self.start(tracked, 0)
+
+    async def new_sandbox(self) -> None:
+        """A sandbox (attempt self.attempt), its init containers, then every app container with
+        its restart count carried over."""
+        self.sandbox_id, self.sandbox_config, self.ips = await self.player.run_sandbox(self.pod, self.attempt)
+        self.say(f"sandbox {self.sandbox_id[:13]} (attempt {self.attempt}) ip {','.join(self.ips) or '-'}")
+        if not await self.run_init_containers():
+            return
+        for tracked in self.apps.values():
+            await self.start(tracked, 0 if tracked.current is None else tracked.current.restart_count + 1)
+
+    async def sandbox_ready(self) -> bool:
+        resp = await self.player.cri.runtime.PodSandboxStatus(
+            api_pb2.PodSandboxStatusRequest(pod_sandbox_id=self.sandbox_id)
+        )
+        return bool(resp.status.state == api_pb2.PodSandboxState.SANDBOX_READY)
+
+    async def recreate_sandbox(self) -> None:
+        """kubelet: "Pod sandbox changed, it will be killed and re-created" (attempt + 1)."""
+        self.say(f"sandbox {self.sandbox_id[:13]} is not ready: killing the pod and re-creating it")
+        self.cancel_probes()
+        for sandbox in await self.player.sandboxes(self.pod.metadata.namespace, self.pod.metadata.name):
+            if sandbox.id == self.sandbox_id:
+                await self.player.remove_sandbox(
+                    sandbox, int(self.pod.spec.termination_grace_period_seconds), teardown=False
+                )
+        self.attempt += 1
+        for tracked in self.apps.values():
+            tracked.state = ""
+            tracked.restart_at = None
+        await self.new_sandbox()
 
     async def run_init_containers(self) -> bool:
         """Each init container to success in order; a failure is retried with back-off unless the
@@ -142,14 +175,25 @@ class PodWatcher:
         )
         tracked.ready = False
         tracked.restart_at = None
-        tracked.probe_tasks = [
-            asyncio.create_task(self.probe_loop(tracked, tracked.current, kind, probe))
+        if tracked.spec.startup_probe is not None:
+            # liveness and readiness wait until the startup probe has succeeded once
+            tracked.probe_tasks = [
+                asyncio.create_task(
+                    self.probe_loop(tracked, tracked.current, "startup", tracked.spec.startup_probe)
+                )
+            ]
+        else:
+            self.start_probes(tracked, tracked.current)
+
+    def start_probes(self, tracked: Tracked, instance: StartedContainer) -> None:
+        tracked.probe_tasks.extend(
+            asyncio.create_task(self.probe_loop(tracked, instance, kind, probe))
             for kind, probe in (
                 ("liveness", tracked.spec.liveness_probe),
                 ("readiness", tracked.spec.readiness_probe),
             )
             if probe is not None
-        ]
+        )
 
     async def probe_loop(self, tracked: Tracked, instance: StartedContainer, kind: str, probe: Any) -> None:
         await asyncio.sleep(probe.initial_delay_seconds or 0)
@@ -160,6 +204,10 @@ class PodWatcher:
             )
             if ok:
                 failures, successes = 0, successes + 1
+                if kind == "startup":
+                    self.say(f"{tracked.spec.name}: startup probe succeeded")
+                    self.start_probes(tracked, instance)
+                    return
                 if kind == "readiness" and not tracked.ready and successes >= (probe.success_threshold or 1):
                     tracked.ready = True
                     self.say(f"{tracked.spec.name}: ready")
@@ -170,17 +218,21 @@ class PodWatcher:
                     if kind == "readiness" and tracked.ready:
                         tracked.ready = False
                         self.say(f"{tracked.spec.name}: not ready")
-                    if kind == "liveness":
-                        self.say(f"{tracked.spec.name}: failed liveness probe, will be restarted")
+                    if kind in ("liveness", "startup"):
+                        self.say(f"{tracked.spec.name}: failed {kind} probe, will be restarted")
                         grace = probe.termination_grace_period_seconds
                         if grace is None:
                             grace = self.pod.spec.termination_grace_period_seconds
-                        await self.player.stop_container(instance.id, int(grace))
+                        ip = self.ips[0] if self.ips else ""
+                        await self.player.stop_container(instance.id, int(grace), instance.annotations, ip)
                         return
             await asyncio.sleep(probe.period_seconds or 10)
 
     async def tick(self) -> None:
-        """One look at every app container: report changes, restart what is due."""
+        """One look at the sandbox and every app container: report changes, restart what is due."""
+        if self.sandbox_id and not await self.sandbox_ready():
+            await self.recreate_sandbox()
+            return
         now = self.clock()
         for tracked in self.apps.values():
             if tracked.current is None:

@@ -283,3 +283,59 @@ def test_play_hooks_host_path_and_managed_files(
     assert (host_dir / "pre").read_text() == "pre\n"  # the preStop hook ran before the stop
     assert play_env.leftovers() == []
     assert host_dir.is_dir()  # hostPath data belongs to the host
+
+
+def test_play_watch_recreates_a_sandbox_that_died(
+    cri: Any,
+    play_env: PlayEnv,
+    registry: TestRegistry,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    doc = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "phoenix"},
+        "spec": {
+            "terminationGracePeriodSeconds": 1,
+            "initContainers": [
+                {
+                    "name": "count",
+                    "image": registry.busybox,
+                    "command": ["sh", "-c", "echo run >> /data/runs"],
+                    "volumeMounts": [{"name": "data", "mountPath": "/data"}],
+                }
+            ],
+            "containers": [
+                {
+                    "name": "app",
+                    "image": registry.busybox,
+                    "command": ["sh", "-c", 'trap "exit 0" TERM; while true; do sleep 0.1; done'],
+                    "startupProbe": {"exec": {"command": ["cat", "/data/runs"]}, "periodSeconds": 1},
+                    "volumeMounts": [{"name": "data", "mountPath": "/data"}],
+                }
+            ],
+            "volumes": [{"name": "data", "emptyDir": {}}],
+        },
+    }
+    manifest = write_manifest(tmp_path / "phoenix.yaml", [doc])
+    watch = Watch(play_env, manifest)
+    try:
+        watch.wait_line("app: startup probe succeeded")
+        (first,) = cri.runtime.ListPodSandbox(api_pb2.ListPodSandboxRequest(), timeout=10).items
+        cri.runtime.StopPodSandbox(api_pb2.StopPodSandboxRequest(pod_sandbox_id=first.id), timeout=30)
+        watch.wait_line("is not ready: killing the pod and re-creating it")
+        watch.wait_line("(attempt 1)")
+        watch.wait_line("app: startup probe succeeded")
+        assert watch.interrupt() == 0
+    finally:
+        watch.kill()
+    (second,) = cri.runtime.ListPodSandbox(api_pb2.ListPodSandboxRequest(), timeout=10).items
+    assert second.id != first.id and second.metadata.attempt == 1
+    containers = cri.runtime.ListContainers(api_pb2.ListContainersRequest(), timeout=10).containers
+    attempts = sorted((c.metadata.name, c.metadata.attempt) for c in containers)
+    assert attempts == [("app", 1), ("count", 0)]
+    uid = second.labels["io.kubernetes.pod.uid"]
+    runs = play_env.volume_root / "pods" / uid / "volumes" / "kubernetes.io~empty-dir" / "data" / "runs"
+    assert runs.read_text() == "run\nrun\n"  # the volume outlived the first sandbox
+    play_env.play(manifest, "--down")
+    assert play_env.leftovers() == []
