@@ -123,8 +123,8 @@ class ExecProcess:
                     setsid,
                     "--ctty",
                     "--wait",
+                    # `terminal` in the process spec asks for the pty (runsc has no --tty flag)
                     *argv,
-                    "--tty",
                     target.container_id,
                     stdin=slave,
                     stdout=slave,

@@ -26,6 +26,7 @@ from cri_py.streaming.oci_backend import OciStreamingBackend
 from cri_py.streaming.server import StreamingServer
 
 RUNC = "/usr/sbin/runc"
+RUNSC = "/usr/bin/runsc"
 CONMON = "/usr/bin/conmon"
 BUSYBOX = "/bin/busybox"
 APPLETS = ("sh", "cat", "echo", "sleep", "stty", "nc", "httpd", "ls", "true", "tty", "head", "printf", "ps")
@@ -62,14 +63,18 @@ class RuncContainer:
     root: Path
     bundle: Path
     spec: dict[str, Any]
+    runtime: str = RUNC
+    global_args: tuple[str, ...] = ()
 
     def exec_target(self) -> ExecTarget:
-        return ExecTarget(RUNC, ("--root", str(self.root)), self.id, self.spec["process"])
+        return ExecTarget(
+            self.runtime, ("--root", str(self.root), *self.global_args), self.id, self.spec["process"]
+        )
 
     def processes(self) -> list[str]:
         """Command lines of the processes in the container (via runc ps)."""
         out = subprocess.run(
-            [RUNC, "--root", str(self.root), "ps", "--format", "json", self.id],
+            [self.runtime, "--root", str(self.root), *self.global_args, "ps", "--format", "json", self.id],
             check=True,
             capture_output=True,
             text=True,
@@ -84,25 +89,30 @@ class RuncContainer:
         return cmds
 
 
-def _runc_cleanup(root: Path, cid: str) -> None:
-    subprocess.run([RUNC, "--root", str(root), "kill", cid, "KILL"], capture_output=True)
+def _runc_cleanup(root: Path, cid: str, runtime: str = RUNC, global_args: tuple[str, ...] = ()) -> None:
+    base = [runtime, "--root", str(root), *global_args]
+    subprocess.run([*base, "kill", cid, "KILL"], capture_output=True)
     for _ in range(50):
-        r = subprocess.run([RUNC, "--root", str(root), "delete", "--force", cid], capture_output=True)
+        r = subprocess.run([*base, "delete", "--force", cid], capture_output=True)
         if r.returncode == 0:
             break
         time.sleep(0.1)
 
 
 @contextmanager
-def runc_container(tmp: Path) -> Iterator[RuncContainer]:
-    """A busybox container running `sleep` (exec target), started with `runc run -d`."""
+def runc_container(tmp: Path, runtime: str = RUNC) -> Iterator[RuncContainer]:
+    """A busybox container running `sleep` (exec target), started with `<runtime> run -d`.
+
+    runsc (gVisor) runs without its own network stack or cgroups here: only exec is tested.
+    """
     cid = f"crie2es-{uuid.uuid4().hex[:10]}"
     bundle, root = tmp / "bundle", tmp / "runc-root"
     bundle.mkdir()
     spec = make_bundle(bundle, ["sleep", "100000"])
+    global_args: tuple[str, ...] = ("--network=none", "--ignore-cgroups") if runtime == RUNSC else ()
     try:
         subprocess.run(
-            [RUNC, "--root", str(root), "run", "-d", "--bundle", str(bundle), cid],
+            [runtime, "--root", str(root), *global_args, "run", "--detach", "--bundle", str(bundle), cid],
             check=True,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
@@ -110,9 +120,9 @@ def runc_container(tmp: Path) -> Iterator[RuncContainer]:
             stderr=subprocess.DEVNULL,
             timeout=30,
         )
-        yield RuncContainer(cid, root, bundle, spec)
+        yield RuncContainer(cid, root, bundle, spec, runtime, global_args)
     finally:
-        _runc_cleanup(root, cid)
+        _runc_cleanup(root, cid, runtime, global_args)
 
 
 @dataclass

@@ -10,7 +10,15 @@ import pytest
 
 from cri_py.streaming.requests import ExecRequest
 from tests.e2e.stream_client import HandshakeError, open_command, run_command
-from tests.e2e.streaming_env import RuncContainer, open_fds, run, runc_container, start_server, wait_until
+from tests.e2e.streaming_env import (
+    RUNSC,
+    RuncContainer,
+    open_fds,
+    run,
+    runc_container,
+    start_server,
+    wait_until,
+)
 
 TRANSPORTS = [
     ("spdy", None),
@@ -203,3 +211,32 @@ def test_exec_large_stdin_is_relayed_with_backpressure(
             await server.stop()
 
     run(main())
+
+
+def test_exec_under_gvisor(tmp_path: Path) -> None:
+    """runsc takes the same `exec --process` (terminal from the spec; it has no --tty flag)."""
+    if not Path(RUNSC).exists():
+        pytest.skip("runsc is not installed")
+    with runc_container(tmp_path, runtime=RUNSC) as gvisor:
+
+        async def main() -> None:
+            server = await start_server(tmp_path / "scratch")
+            try:
+                res = await run_command(
+                    server.url_for(
+                        exec_request(gvisor, ["sh", "-c", "cat; echo err >&2; exit 4"], stdin=True)
+                    ),
+                    stdin=b"in\n",
+                )
+                assert (res.stdout, res.stderr, res.exit_code) == (b"in\n", b"err\n", 4)
+                session = await open_command(
+                    server.url_for(exec_request(gvisor, ["sh"], tty=True, stdin=True)), stdin=True, tty=True
+                )
+                await session.resize(90, 30)
+                await session.write_stdin(b"stty size; exit 2\n")
+                await session.read_stdout_until(b"30 90")
+                assert (await session.finish()).exit_code == 2
+            finally:
+                await server.stop()
+
+        run(main())
