@@ -52,7 +52,8 @@ def make_bundle(base: Path, args: list[str], *, terminal: bool = False) -> dict[
     spec["process"]["terminal"] = terminal
     spec["process"]["env"] = ["PATH=/bin", "TERM=xterm"]
     spec["root"] = {"path": str(rootfs), "readonly": False}
-    spec["linux"]["cgroupsPath"] = f"/cri-py-e2e-stream/{base.name}"
+    # one level only: runc removes the leaf it made, a shared parent would stay behind
+    spec["linux"]["cgroupsPath"] = f"/cri-py-e2e-stream-{uuid.uuid4().hex[:12]}"
     (base / "config.json").write_text(json.dumps(spec))
     return spec
 
