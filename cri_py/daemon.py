@@ -77,12 +77,14 @@ class Daemon:
     async def start(self) -> None:
         """Open the store, wire the services and recover what a previous run left."""
         config = self.config
-        for directory in (config.root, config.run_dir, config.root / "images", config.root / "containers"):
+        for directory in (config.root, config.run_dir):
             directory.mkdir(parents=True, exist_ok=True)
         self.db = Database(config.root / "state.db")
         # ---- services wiring: each area adds its service here --------------------------------
         self.images = ImageService(config, self.db)
         self.rootfs = RootfsManager(config)
+        # ImageFsInfo reports this directory from the first call on, before any container exists
+        self.rootfs.mountpoint().mkdir(parents=True, exist_ok=True)
         self.network = NetworkManager(config.cni, config.run_dir)
         await self.images.start()
         # pods and containers (issue 5): one runtime set shared by both services

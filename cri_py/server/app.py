@@ -20,7 +20,7 @@ from cri_py.server.container import ContainerHandlers
 from cri_py.server.errors import status_code_for
 from cri_py.server.image import ImageHandlers
 from cri_py.server.sandbox import SandboxHandlers
-from cri_py.server.status import ImageFsHandlers, StatusHandlers
+from cri_py.server.status import StatusHandlers
 from cri_py.server.streaming import StreamingHandlers
 
 if TYPE_CHECKING:
@@ -43,7 +43,7 @@ class RuntimeServicer(
         self.daemon = daemon
 
 
-class ImageServicer(ImageHandlers, ImageFsHandlers, api_pb2_grpc.ImageServiceServicer):
+class ImageServicer(ImageHandlers, api_pb2_grpc.ImageServiceServicer):
     def __init__(self, daemon: Daemon) -> None:
         self.daemon = daemon
 

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import cri_py
 from cri_py.api import api_pb2
-from cri_py.fsusage import directory_usage
 from cri_py.server.context import Context
 
 if TYPE_CHECKING:
@@ -87,27 +86,3 @@ class StatusHandlers:
             log.info("pod CIDR updated", extra={"pod_cidr": cidr})
             self.daemon.pod_cidr = cidr
         return api_pb2.UpdateRuntimeConfigResponse()
-
-
-class ImageFsHandlers:
-    """ImageFsInfo from the real directories; kubelet and crictl call it to validate a connection."""
-
-    daemon: Daemon
-
-    async def ImageFsInfo(
-        self, request: api_pb2.ImageFsInfoRequest, context: Context
-    ) -> api_pb2.ImageFsInfoResponse:
-        def usage(path: Any) -> api_pb2.FilesystemUsage:
-            used, inodes = directory_usage(path)
-            return api_pb2.FilesystemUsage(
-                timestamp=self.daemon.now_ns(),
-                fs_id=api_pb2.FilesystemIdentifier(mountpoint=str(path)),
-                used_bytes=api_pb2.UInt64Value(value=used),
-                inodes_used=api_pb2.UInt64Value(value=inodes),
-            )
-
-        root = self.daemon.config.root
-        return api_pb2.ImageFsInfoResponse(
-            image_filesystems=[usage(root / "images")],
-            container_filesystems=[usage(root / "containers")],
-        )

@@ -32,10 +32,16 @@ E2E_BRIDGE = "cripye2e0"
 E2E_SUBNET = "10.214.0.0/24"
 
 
-def e2e_conflist(ipam_dir: Path) -> dict[str, Any]:
+def network_name(workdir: Path) -> str:
+    """Each daemon's network has its own name, so its portmap rules are told apart from others'."""
+    return f"cri-py-e2e-{workdir.name.removeprefix('cripy-')}"
+
+
+def e2e_conflist(workdir: Path) -> dict[str, Any]:
+    ipam_dir = workdir / "cni" / "ipam"
     return {
         "cniVersion": "1.0.0",
-        "name": "cri-py-e2e",
+        "name": network_name(workdir),
         "plugins": [
             {
                 "type": "bridge",
@@ -164,7 +170,7 @@ def make_config(workdir: Path, overrides: dict[str, Any] | None = None) -> dict[
     cni_dir = workdir / "cni"
     conf_dir = cni_dir / "net.d"
     conf_dir.mkdir(parents=True, exist_ok=True)
-    (conf_dir / "10-e2e.conflist").write_text(json.dumps(e2e_conflist(cni_dir / "ipam")))
+    (conf_dir / "10-e2e.conflist").write_text(json.dumps(e2e_conflist(workdir)))
     config: dict[str, Any] = {
         "listen": f"unix://{workdir}/cri.sock",
         "root": str(workdir / "root"),
@@ -200,6 +206,25 @@ def leftovers(workdir: Path) -> list[str]:
             continue
         if prefix in cmdline:
             found.append(f"process {pid}: {cmdline[:200]}")
+    return found + network_leftovers(workdir)
+
+
+def network_leftovers(workdir: Path) -> list[str]:
+    """Host-local IP allocations and portmap rules of this daemon's network (a DEL removes both,
+    and the pod's veth with them); other daemons' pods on the shared bridge are not ours to count."""
+    found: list[str] = []
+    ipam = workdir / "cni" / "ipam"
+    if ipam.is_dir():
+        for allocation in ipam.rglob("*"):
+            if (
+                allocation.is_file()
+                and allocation.name not in ("lock",)
+                and not allocation.name.startswith("last_reserved_ip")
+            ):
+                found.append(f"IP allocation {allocation.name}")
+    rules = subprocess.run(["iptables-save"], capture_output=True, text=True, check=False).stdout
+    network = f'"{network_name(workdir)}"'
+    found += [f"iptables {line}" for line in rules.splitlines() if network in line]
     return found
 
 
