@@ -17,6 +17,7 @@ from cri_py.api import api_pb2
 from cri_py.errors import CriError
 from cri_py.play import status as status_table
 from cri_py.play import translate
+from cri_py.play.admission import admit, ignored_fields
 from cri_py.play.client import DEFAULT_ENDPOINT, CriClient
 from cri_py.play.defaults import apply_defaults
 from cri_py.play.manifest import load_file
@@ -39,8 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("file", metavar="FILE", help="YAML manifest with one or more documents")
     parser.add_argument(
         "--endpoint",
-        default=os.environ.get("CRI_PY_PLAY_ENDPOINT", DEFAULT_ENDPOINT),
-        help=f"CRI endpoint, unix:///path (default {DEFAULT_ENDPOINT})",
+        default=os.environ.get("CONTAINER_RUNTIME_ENDPOINT", DEFAULT_ENDPOINT),
+        help=f"CRI endpoint, unix:///path (default $CONTAINER_RUNTIME_ENDPOINT or {DEFAULT_ENDPOINT})",
     )
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--watch", action="store_true", help="keep supervising: restarts, back-off, probes")
@@ -67,6 +68,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--backoff", type=float, default=10.0, help="initial crash-loop back-off in seconds (kubelet: 10)"
     )
     parser.add_argument(
+        "--allowed-unsafe-sysctls",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="unsafe sysctls pods may set, e.g. 'kernel.msg*' (kubelet's flag of that name; repeatable)",
+    )
+    parser.add_argument(
         "--cluster-dns", action="append", default=[], help="cluster DNS server IP (repeatable)"
     )
     parser.add_argument(
@@ -90,17 +98,15 @@ async def _cgroup_driver(cri: CriClient) -> str:
     return "systemd" if resp.linux.cgroup_driver == api_pb2.CgroupDriver.SYSTEMD else "cgroupfs"
 
 
-def _precheck(pods: list[Any], ctx: PlayContext) -> None:
+def _precheck(pods: list[Any], ctx: PlayContext, unsafe_sysctls: tuple[str, ...]) -> None:
     """Translate everything once before touching the runtime, so manifest errors come first."""
     probe_image = ImageFacts(ref="precheck", uid=0, username="")
     for pod in pods:
+        admit(pod, unsafe_sysctls)
+        for field in ignored_fields(pod):
+            print(f"warning: {pod.metadata.namespace}/{pod.metadata.name}: ignoring {field}", file=sys.stderr)
         translate.sandbox_config(pod, ctx)
         for container in [*(pod.spec.init_containers or []), *pod.spec.containers]:
-            if container.restart_policy is not None:
-                raise CriError(
-                    f"{translate.container_path(pod, container)}.restartPolicy: sidecar containers are not "
-                    "supported by cri-py play"
-                )
             translate.container_config(
                 pod,
                 container,
@@ -209,7 +215,7 @@ def main(argv: list[str]) -> int:
         for pod in pods:
             apply_defaults(pod)
         if not args.down and not args.status:
-            _precheck(pods, ctx)
+            _precheck(pods, ctx, tuple(args.allowed_unsafe_sysctls))
         if args.dry_run:
             return _dry_run(pods, ctx)
         return asyncio.run(_run(args, pods, ctx))
@@ -218,6 +224,8 @@ def main(argv: list[str]) -> int:
         return 1
     except grpc.aio.AioRpcError as exc:
         print(f"error: {args.endpoint}: {exc.code().name}: {exc.details()}", file=sys.stderr)
+        if not (args.down or args.status):
+            print(f"what was created stays; `cri-py play --down {args.file}` removes it", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -66,3 +66,29 @@ def test_only_unix_endpoints(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     manifest.write_text(POD)
     assert play_main([str(manifest), "--endpoint", "tcp://127.0.0.1:1", "--status"]) == 1
     assert "only unix:///path endpoints" in capsys.readouterr().err
+
+
+def test_unsafe_sysctls_need_permission(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    text = POD.replace(
+        "spec:\n", "spec:\n  securityContext: {sysctls: [{name: kernel.msgmax, value: '65536'}]}\n"
+    )
+    assert run(tmp_path, text, "--dry-run") == 1
+    assert "sysctls[0]: SysctlForbidden: kernel.msgmax" in capsys.readouterr().err
+    assert run(tmp_path, text, "--dry-run", "--allowed-unsafe-sysctls", "kernel.msg*") == 0
+    host = POD.replace(
+        "spec:\n",
+        "spec:\n  hostNetwork: true\n  securityContext: {sysctls: [{name: net.ipv4.tcp_syncookies, value: '1'}]}\n",
+    )
+    assert run(tmp_path, host, "--dry-run") == 1
+    assert "network sysctl and the pod uses the host network" in capsys.readouterr().err
+
+
+def test_fields_without_a_cluster_are_warned_about(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = POD + "  imagePullSecrets: [{name: s}]\n  nodeSelector: {a: b}\n"
+    assert run(tmp_path, text, "--dry-run") == 0
+    err = capsys.readouterr().err
+    assert (
+        "warning: default/web: ignoring spec.imagePullSecrets" in err and "ignoring spec.nodeSelector" in err
+    )
