@@ -35,10 +35,12 @@ from cri_py.network.result import (
     result_cidrs,
     result_interfaces,
 )
+from cri_py.network.watch import DirWatch
 
 log = logging.getLogger(__name__)
 
 NOT_READY = "NetworkPluginNotReady"
+SETTLE_DELAY = 0.05
 IFNAME = "eth0"
 
 
@@ -107,9 +109,16 @@ class NetworkManager:
 
     async def start(self, valid_pod_ids: Callable[[], set[str]]) -> None:
         """Load the conf dir, release attachments of pods that are gone, start watching."""
-        await self.reload()
-        await self.gc(valid_pod_ids())
-        self._watcher = asyncio.create_task(self._watch(), name="cni-conf-watch")
+        # watching starts before the first load, so no change in between goes unseen
+        watch = DirWatch(self.config.conf_dir)
+        watch.start()
+        try:
+            await self.reload()
+            await self.gc(valid_pod_ids())
+        except BaseException:
+            watch.close()
+            raise
+        self._watcher = asyncio.create_task(self._watch(watch), name="cni-conf-watch")
 
     async def stop(self) -> None:
         if self._watcher is not None:
@@ -129,25 +138,34 @@ class NetworkManager:
             log.info("CNI default network: %s (from %s)", current, self.config.conf_dir)
         await self._check_status()
 
-    async def _watch(self) -> None:
+    async def _watch(self, watch: DirWatch) -> None:
+        """Reload on inotify events in the conf dir; a slow poll covers what inotify can't see."""
         last_status = time.monotonic()
         last_retry = time.monotonic()
-        while True:
-            await asyncio.sleep(self.poll_interval)
-            now = time.monotonic()
-            try:
-                signature = await asyncio.to_thread(conf_dir_signature, self.config.conf_dir)
-                ready = self._loaded is not None and self._loaded.default is not None
-                # an unusable conf may become usable when its plugin binary is installed
-                if signature != self._signature or (not ready and now - last_retry > self.retry_interval):
-                    last_retry = now
-                    await self.reload()
-                    last_status = now
-                elif now - last_status > self.status_interval:
-                    last_status = now
-                    await self._check_status()
-            except Exception:  # the watcher must outlive one bad reload
-                log.exception("CNI conf dir watch")
+        try:
+            while True:
+                if await watch.wait(self.poll_interval):
+                    # let a writer finish the file it just created
+                    await asyncio.sleep(SETTLE_DELAY)
+                    watch.changed.clear()
+                now = time.monotonic()
+                try:
+                    if not watch.active or not watch.directory.is_dir():
+                        watch.start()  # (re)attach once the directory exists
+                    signature = await asyncio.to_thread(conf_dir_signature, self.config.conf_dir)
+                    ready = self._loaded is not None and self._loaded.default is not None
+                    # an unusable conf may become usable when its plugin binary is installed
+                    if signature != self._signature or (not ready and now - last_retry > self.retry_interval):
+                        last_retry = now
+                        await self.reload()
+                        last_status = now
+                    elif now - last_status > self.status_interval:
+                        last_status = now
+                        await self._check_status()
+                except Exception:  # the watcher must outlive one bad reload
+                    log.exception("CNI conf dir watch")
+        finally:
+            watch.close()
 
     # ---- readiness ---------------------------------------------------------------------
 

@@ -3,6 +3,7 @@
 import asyncio
 import json
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -393,3 +394,43 @@ def test_portmap_without_mappings_is_not_run_on_add(env: Env) -> None:
     ]
     # DEL still runs it: removing nothing is cheap and safe
     assert [c["plugin"] for c in env.calls("DEL")] == ["portmap", "fakeip"]
+
+
+def test_inotify_flips_readiness_without_waiting_for_the_poll(env: Env) -> None:
+    async def go() -> float:
+        m = env.manager(poll_interval=30.0)  # only inotify can be this quick
+        await m.start(set)
+        try:
+            assert not m.status()[0]
+            started = time.monotonic()
+            env.write_conf("10-net.conflist", [{"type": "fakeip", "ip": "10.1.0.2/24"}])
+            while not m.status()[0]:
+                assert time.monotonic() - started < 10, m.status()
+                await asyncio.sleep(0.01)
+            return time.monotonic() - started
+        finally:
+            await m.stop()
+
+    assert run(go()) < 5
+
+
+def test_watch_survives_conf_dir_created_later(env: Env) -> None:
+    shutil.rmtree(env.conf)
+
+    async def go() -> None:
+        m = env.manager()
+        await m.start(set)
+        try:
+            assert not m.status()[0]
+            env.conf.mkdir()
+            await asyncio.sleep(0.1)
+            env.write_conf("10-net.conflist", [{"type": "fakeip", "ip": "10.1.0.2/24"}])
+            for _ in range(500):
+                if m.status()[0]:
+                    break
+                await asyncio.sleep(0.01)
+            assert m.status()[0]
+        finally:
+            await m.stop()
+
+    run(go())
