@@ -19,9 +19,9 @@ class PushError(Exception):
 
 
 class Pusher:
-    def __init__(self, base_url: str, auth: tuple[str, str] | None = None) -> None:
+    def __init__(self, base_url: str, auth: tuple[str, str] | None = None, verify: bool | str = True) -> None:
         self.base = base_url.rstrip("/")
-        self._http = httpx.Client(timeout=120.0, auth=auth)
+        self._http = httpx.Client(timeout=120.0, auth=auth, verify=verify)
 
     def close(self) -> None:
         self._http.close()

@@ -2,7 +2,8 @@
 
 Endpoints for a reference domain: its configured mirrors in order, then the host itself
 (unless `mirror_only`). TLS with the system CAs; plain HTTP only for hosts configured
-`insecure` (and loopback addresses, as docker does), after https failed to connect.
+`insecure`, after https failed to connect (loopback hosts may fall back to http too, but
+their certificates are still verified unless they are configured insecure).
 """
 
 from __future__ import annotations
@@ -45,9 +46,14 @@ class Endpoint:
     # (None scheme = try https, then http if insecure)
     host: str
     scheme: str | None
-    insecure: bool
+    insecure: bool  # plain http allowed and TLS certificates not verified
     prefix: str = ""  # path prefix of a mirror URL
     mirror: bool = False
+    http_fallback: bool = False  # plain http allowed after https failed to connect
+
+    @property
+    def may_use_http(self) -> bool:
+        return self.insecure or self.http_fallback
 
     def describe(self, scheme: str | None = None) -> str:
         return f"{self.scheme or scheme or 'https'}://{self.host}{self.prefix}"
@@ -72,13 +78,21 @@ def endpoints_for(config: Config, domain: str) -> list[Endpoint]:
             url = mirror if "://" in mirror else f"//{mirror}"
             parts = urlsplit(url)
             scheme = parts.scheme or None
-            insecure = reg.insecure or _is_loopback(parts.netloc) or scheme == "http"
-            out.append(Endpoint(parts.netloc, scheme, insecure, parts.path.rstrip("/"), mirror=True))
+            out.append(
+                Endpoint(
+                    parts.netloc,
+                    scheme,
+                    reg.insecure,
+                    parts.path.rstrip("/"),
+                    mirror=True,
+                    http_fallback=_is_loopback(parts.netloc),
+                )
+            )
         if reg.mirror_only:
             return out
     host = DOCKER_HUB_API_HOST if domain == DEFAULT_DOMAIN else domain
-    insecure = (reg.insecure if reg is not None else False) or _is_loopback(host)
-    out.append(Endpoint(host, None, insecure))
+    insecure = reg.insecure if reg is not None else False
+    out.append(Endpoint(host, None, insecure, http_fallback=_is_loopback(host)))
     return out
 
 
@@ -213,7 +227,7 @@ class RegistrySession:
     ) -> AsyncIterator[httpx.Response]:
         """A streamed response; authenticates on a 401 challenge and tries http for insecure hosts."""
         schemes = [ep.scheme] if ep.scheme else [self.client._schemes.get(ep.host, "https")]
-        if ep.scheme is None and ep.insecure and schemes[0] == "https":
+        if ep.scheme is None and ep.may_use_http and schemes[0] == "https":
             schemes.append("http")
         client = self.client._http_noverify if ep.insecure else self.client._http
         last_exc: Exception | None = None
@@ -229,6 +243,11 @@ class RegistrySession:
                     req = client.build_request(method, url, headers=hdrs)
                     resp = await client.send(req, stream=True)
                 except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                    if _certificate_rejected(exc):
+                        # it speaks TLS, so plain http is pointless: say what is wrong
+                        raise Unavailable(
+                            f"{self._what(ep)}: TLS certificate of {ep.host} is not trusted: {exc}"
+                        ) from exc
                     last_exc = exc
                     break
                 except httpx.HTTPError as exc:
@@ -317,6 +336,15 @@ class RegistrySession:
             except httpx.HTTPError:
                 continue
         raise error
+
+
+def _certificate_rejected(exc: BaseException) -> bool:
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 async def _read_limited(resp: httpx.Response, limit: int, what: str) -> bytes:

@@ -45,10 +45,11 @@ class TestRegistry:
     directory: Path
     images: dict[str, str] = field(default_factory=dict)
     user: tuple[str, str] | None = None
+    ca: Path | None = None  # set when the registry serves https with a certificate from this CA
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}"
+        return f"{'https' if self.ca else 'http'}://{self.host}"
 
     def __getattr__(self, name: str) -> str:
         # busybox, busybox_digest, busybox_id, nonroot, nonroot_numeric, layered, multiarch,
@@ -69,6 +70,8 @@ class TestRegistry:
         cmd = [sys.executable, str(BUILD_IMAGES), "--registry", self.host, "--only", only]
         if self.user:
             cmd += ["--user", ":".join(self.user)]
+        if self.ca:
+            cmd += ["--tls-ca", str(self.ca)]
         out = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=REPO, timeout=300)
         pushed: dict[str, str] = json.loads(out.stdout)
         self.images.update(pushed)
@@ -87,22 +90,44 @@ class _Running:
     proc: subprocess.Popen[bytes]
 
 
-def start_registry(user: tuple[str, str] | None = None, timeout: float = 20.0) -> _Running:
+def make_certificate(directory: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 (it is its own CA)."""
+    cert, key = directory / "tls.crt", directory / "tls.key"
+    subprocess.run(
+        [
+            "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+            "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", "/CN=127.0.0.1",
+            "-addext", "subjectAltName=IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
+def start_registry(user: tuple[str, str] | None = None, tls: bool = False, timeout: float = 20.0) -> _Running:
     directory = Path(tempfile.mkdtemp(prefix="cripy-registry-"))
+    cert = make_certificate(directory) if tls else None
     for _attempt in range(5):
         port = free_port()
         cmd = [sys.executable, str(TEST_REGISTRY), "--dir", str(directory), "--port", str(port)]
         if user:
             cmd += ["--htpasswd", ":".join(user)]
+        if cert:
+            cmd += ["--tls", f"{cert[0]}:{cert[1]}"]
         log = open(directory / "registry.log", "ab")  # noqa: SIM115 - the registry owns it
         proc = subprocess.Popen(cmd, stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
         log.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and proc.poll() is None:
             try:
-                status = httpx.get(f"http://127.0.0.1:{port}/v2/", timeout=1.0).status_code
+                scheme = "https" if cert else "http"
+                status = httpx.get(f"{scheme}://127.0.0.1:{port}/v2/", timeout=1.0, verify=False).status_code
                 if status in (200, 401):
-                    return _Running(TestRegistry(f"127.0.0.1:{port}", directory, user=user), proc)
+                    reg = TestRegistry(
+                        f"127.0.0.1:{port}", directory, user=user, ca=cert[0] if cert else None
+                    )
+                    return _Running(reg, proc)
             except httpx.HTTPError:
                 time.sleep(0.05)
         stop_registry(proc, None)  # port taken or too slow: try another port
@@ -123,9 +148,11 @@ def stop_registry(proc: subprocess.Popen[bytes], directory: Path | None) -> None
 
 
 @contextlib.contextmanager
-def running_registry(only: str, user: tuple[str, str] | None = None) -> Iterator[TestRegistry]:
+def running_registry(
+    only: str, user: tuple[str, str] | None = None, tls: bool = False
+) -> Iterator[TestRegistry]:
     """A registry with the named test images pushed (comma-separated, see hack/build-test-images)."""
-    running = start_registry(user)
+    running = start_registry(user, tls)
     try:
         if only:
             running.registry.push_images(only)
@@ -152,4 +179,11 @@ def auth_registry() -> Iterator[TestRegistry]:
 def bench_registry() -> Iterator[TestRegistry]:
     """A registry holding the 100 MB five-layer `bench` image (and busybox)."""
     with running_registry("busybox,bench") as reg:
+        yield reg
+
+
+@pytest.fixture(scope="session")
+def tls_registry() -> Iterator[TestRegistry]:
+    """A registry serving https with a self-signed certificate (`reg.ca`), with busybox pushed."""
+    with running_registry("busybox", tls=True) as reg:
         yield reg

@@ -20,7 +20,7 @@ from cri_py.image.service import ImageService
 from cri_py.storage.mount import is_mountpoint
 from cri_py.storage.rootfs import RootfsManager
 from cri_py.store import Database
-from tests.e2e.registry_fixtures import TestRegistry, bench_registry, registry  # noqa: F401
+from tests.e2e.registry_fixtures import TestRegistry, bench_registry, registry, tls_registry  # noqa: F401
 
 
 @dataclasses.dataclass
@@ -237,3 +237,33 @@ def test_interrupted_pull_leaves_nothing_partial(tmp_path: Path, bench_registry:
         assert all(d.is_dir() for d in env2.images.layer_dirs(record))
     finally:
         close_env(env2)
+
+
+def test_tls_registry_needs_a_trusted_certificate(
+    tmp_path: Path,
+    tls_registry: TestRegistry,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    config = Config(root=tmp_path / "root", registries={})
+    for trusted in (False, True):
+        if trusted:
+            # OpenSSL's default verify paths honour SSL_CERT_FILE: the "system" store for this test
+            monkeypatch.setenv("SSL_CERT_FILE", str(tls_registry.ca))
+        db = Database(tmp_path / f"state-{trusted}.db")
+        images = ImageService(dataclasses.replace(config, root=tmp_path / f"root-{trusted}"), db)
+
+        async def pull(images: ImageService = images) -> str:
+            await images.start()
+            try:
+                return (await images.pull(tls_registry.busybox)).id
+            finally:
+                await images.close()
+
+        try:
+            if trusted:
+                assert asyncio.run(pull()) == tls_registry.busybox_id
+            else:
+                with pytest.raises(CriError, match="certificate"):
+                    asyncio.run(pull())
+        finally:
+            db.close()

@@ -122,12 +122,15 @@ def test_endpoint_rules() -> None:
     )
     [only] = endpoints_for(cfg, "docker.io")
     assert (only.host, only.scheme, only.mirror) == ("127.0.0.1:5000", "http", True)
+    assert only.may_use_http and not only.insecure
     [hub] = endpoints_for(Config(), "docker.io")
     assert hub.host == "registry-1.docker.io" and not hub.insecure
     assert endpoints_for(cfg, "insecure.example")[0].insecure
-    assert endpoints_for(Config(), "localhost:5000")[0].insecure
-    assert endpoints_for(Config(), "127.0.0.1:5000")[0].insecure
-    assert not endpoints_for(Config(), "quay.io")[0].insecure
+    # loopback may fall back to plain http, but its certificates are still checked
+    local = endpoints_for(Config(), "localhost:5000")[0]
+    assert local.may_use_http and not local.insecure
+    assert endpoints_for(Config(), "127.0.0.1:5000")[0].may_use_http
+    assert not endpoints_for(Config(), "quay.io")[0].may_use_http
 
 
 def test_challenges_parse() -> None:
