@@ -8,8 +8,10 @@ from typing import Any
 from cri_py.api import api_pb2
 from cri_py.play import translate
 from cri_py.play.runner import Player
+from cri_py.play.termination import termination_message
 
-HEADERS = ("POD", "SANDBOX", "POD STATE", "IP", "CONTAINER", "STATE", "RESTARTS")
+HEADERS = ("POD", "SANDBOX", "POD STATE", "IP", "CONTAINER", "STATE", "RESTARTS", "MESSAGE")
+MESSAGE_WIDTH = 50
 ContainerState = api_pb2.ContainerState
 
 
@@ -22,6 +24,7 @@ class Row:
     container: str
     state: str
     restarts: str
+    message: str = ""
 
 
 def container_state_text(status: Any) -> str:
@@ -34,6 +37,13 @@ def container_state_text(status: Any) -> str:
         reason = f", {status.reason}" if status.reason else ""
         return f"Exited({status.exit_code}{reason})"
     return "Unknown"
+
+
+def short_message(status: Any) -> str:
+    """The termination message (or the runtime's) on one line, cut to fit the table."""
+    text = termination_message(status) if status.state == ContainerState.CONTAINER_EXITED else ""
+    text = " ".join((text or status.message).split())
+    return text if len(text) <= MESSAGE_WIDTH else text[: MESSAGE_WIDTH - 3] + "..."
 
 
 def newest_per_name(containers: list[Any]) -> list[Any]:
@@ -67,6 +77,7 @@ async def pod_rows(player: Player, namespace: str, name: str) -> list[Row]:
                     container.metadata.name,
                     container_state_text(status),
                     restarts,
+                    short_message(status),
                 )
             )
             first = False
@@ -87,7 +98,7 @@ async def pod_rows(player: Player, namespace: str, name: str) -> list[Row]:
 
 def format_table(rows: list[Row]) -> str:
     table = [HEADERS] + [
-        (r.pod, r.sandbox, r.pod_state, r.ip, r.container, r.state, r.restarts) for r in rows
+        (r.pod, r.sandbox, r.pod_state, r.ip, r.container, r.state, r.restarts, r.message) for r in rows
     ]
     widths = [max(len(line[i]) for line in table) for i in range(len(HEADERS))]
     return "\n".join(

@@ -18,7 +18,7 @@ from cri_py.api import api_pb2
 from cri_py.play import translate
 from cri_py.play.probes import run_check
 from cri_py.play.runner import Player, StartedContainer
-from cri_py.play.status import container_state_text, newest_per_name
+from cri_py.play.status import container_state_text, newest_per_name, short_message
 
 ContainerState = api_pb2.ContainerState
 WATCH_INTERVAL = 0.25
@@ -240,7 +240,9 @@ class PodWatcher:
             status = await self.player.container_status(tracked.current.id)
             text = container_state_text(status)
             if text != tracked.state:
-                self.say(f"{tracked.spec.name}: {tracked.state or 'new'} -> {text}")
+                message = short_message(status)
+                detail = f": {message}" if message else ""
+                self.say(f"{tracked.spec.name}: {tracked.state or 'new'} -> {text}{detail}")
                 tracked.state = text
             if status.state != ContainerState.CONTAINER_EXITED:
                 continue

@@ -74,8 +74,17 @@ def test_play_failing_init_container_fails_the_pod(
         "spec": {
             "restartPolicy": "Never",
             "initContainers": [
-                {"name": "ok", "image": registry.busybox, "command": ["true"]},
-                {"name": "fails", "image": registry.busybox, "command": ["sh", "-c", "echo no >&2; exit 3"]},
+                {
+                    "name": "ok",
+                    "image": registry.busybox,
+                    "command": ["sh", "-c", "echo all done > /dev/termination-log"],
+                },
+                {
+                    "name": "fails",
+                    "image": registry.busybox,
+                    "command": ["sh", "-c", "echo no >&2; exit 3"],
+                    "terminationMessagePolicy": "FallbackToLogsOnError",
+                },
                 {"name": "never", "image": registry.busybox, "command": ["true"]},
             ],
             "containers": [{"name": "app", "image": registry.busybox, "command": ["sleep", "3600"]}],
@@ -93,6 +102,9 @@ def test_play_failing_init_container_fails_the_pod(
     status = play_env.play(manifest, "--status").stdout
     assert "Exited(3, Error)" in status and "Exited(0, Completed)" in status
     assert "NotReady" in status  # a Failed pod's sandbox is stopped
+    lines = {name: line for line in status.splitlines() for name in ("ok", "fails") if f" {name} " in line}
+    assert lines["ok"].endswith("all done")  # from the termination-log file
+    assert lines["fails"].endswith("no")  # FallbackToLogsOnError: the log's tail
     play_env.play(manifest, "--down", "--grace-period", "0")
     assert play_env.leftovers() == []
 

@@ -189,7 +189,7 @@ def test_status_table() -> None:
     assert container_state_text(api_pb2.ContainerStatus(state=api_pb2.CONTAINER_RUNNING)) == "Running"
     table = format_table([Row("default/web", "abc", "Ready", "10.0.0.2", "httpd", "Running", "0")])
     assert table.splitlines() == [
-        "POD          SANDBOX  POD STATE  IP        CONTAINER  STATE    RESTARTS",
+        "POD          SANDBOX  POD STATE  IP        CONTAINER  STATE    RESTARTS  MESSAGE",
         "default/web  abc      Ready      10.0.0.2  httpd      Running  0",
     ]
 
@@ -243,3 +243,36 @@ def test_setup_and_teardown_pod_directories(tmp_path: Path) -> None:
     assert (tmp_path / "logs" / f"default_p_{uid}" / "c").is_dir()
     volumes.teardown_pod(uid, "default", "p", ctx)
     assert not (tmp_path / "root" / "pods").exists() and list((tmp_path / "logs").iterdir()) == []
+
+
+def test_termination_message_from_file_or_log_tail(tmp_path: Path) -> None:
+    from cri_py.play.termination import log_tail, termination_message
+
+    message_file = tmp_path / "msg"
+    message_file.write_text("bye")
+    log = tmp_path / "0.log"
+    log.write_text(
+        "2026-01-01T00:00:00.000000000Z stdout F first\n"
+        "2026-01-01T00:00:00.000000001Z stderr P part-\n"
+        "2026-01-01T00:00:00.000000002Z stderr F one\n"
+    )
+    assert log_tail(str(log)) == "first\npart-one\n"
+    annotations = {
+        "io.kubernetes.container.terminationMessagePath": "/dev/termination-log",
+        "io.kubernetes.container.terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+    status = api_pb2.ContainerStatus(
+        state=api_pb2.CONTAINER_EXITED,
+        exit_code=1,
+        annotations=annotations,
+        log_path=str(log),
+        mounts=[api_pb2.Mount(container_path="/dev/termination-log", host_path=str(message_file))],
+    )
+    assert termination_message(status) == "bye"
+    message_file.write_text("")
+    assert termination_message(status) == "first\npart-one\n"
+    status.exit_code = 0  # logs only for a failure
+    assert termination_message(status) == ""
+    status.annotations["io.kubernetes.container.terminationMessagePolicy"] = "File"
+    status.exit_code = 1
+    assert termination_message(status) == ""
