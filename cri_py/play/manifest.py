@@ -190,6 +190,19 @@ def _pod_from(doc: dict[str, Any], source: str) -> Any:
     return k8s.V1Pod(api_version="v1", kind="Pod", metadata=meta, spec=template.spec)
 
 
+def _list_items(doc: dict[str, Any], source: str) -> list[tuple[dict[str, Any], str]]:
+    """A `kind: List` (what `kubectl get -o yaml` prints) stands for its items."""
+    if doc.get("kind") != "List":
+        return [(doc, source)]
+    unknown = sorted(set(doc) - {"apiVersion", "kind", "metadata", "items"})
+    if unknown:
+        raise ManifestError(f"{source}: {unknown[0]}: unknown field")
+    items = doc.get("items") or []
+    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+        raise ManifestError(f"{source}: items: expected a list of objects")
+    return [(item, f"{source}.items[{j}]") for j, item in enumerate(items)]
+
+
 def load_documents(text: str, file: str, node_name: str) -> list[PlayPod]:
     """Every pod a YAML stream describes, validated and with namespace and UID filled in."""
     pods: list[PlayPod] = []
@@ -203,13 +216,14 @@ def load_documents(text: str, file: str, node_name: str) -> list[PlayPod]:
         source = f"{file}#{index}"
         if not isinstance(doc, dict):
             raise ManifestError(f"{source}: expected a mapping, got {type(doc).__name__}")
-        pod = _pod_from(doc, source)
-        _check_required(pod, source)
-        if not pod.metadata.namespace:
-            pod.metadata.namespace = "default"
-        if not pod.metadata.uid:
-            pod.metadata.uid = static_pod_uid(doc, node_name, file)
-        pods.append(PlayPod(pod=pod, source=source))
+        for item, where in _list_items(doc, source):
+            pod = _pod_from(item, where)
+            _check_required(pod, where)
+            if not pod.metadata.namespace:
+                pod.metadata.namespace = "default"
+            if not pod.metadata.uid:
+                pod.metadata.uid = static_pod_uid(item, node_name, file)
+            pods.append(PlayPod(pod=pod, source=where))
     if not pods:
         raise ManifestError(f"{file}: no documents")
     keys = [(p.pod.metadata.namespace, p.pod.metadata.name) for p in pods]

@@ -188,3 +188,11 @@ def test_host_network_defaults_host_ports() -> None:
 )
 def test_default_pull_policy(image: str, policy: str) -> None:
     assert default_pull_policy(image) == policy
+
+
+def test_a_list_stands_for_its_items() -> None:
+    item = "  - apiVersion: v1\n    kind: Pod\n    metadata: {name: NAME}\n    spec: {containers: [{name: c, image: i}]}\n"
+    text = "apiVersion: v1\nkind: List\nitems:\n" + item.replace("NAME", "a") + item.replace("NAME", "b")
+    assert [p.metadata.name for p in load(text)] == ["a", "b"]
+    bad = text.replace("{name: c, image: i}]}\n  - ", "{name: c, image: i, tyy: true}]}\n  - ", 1)
+    assert error_of(bad) == "/m.yaml#0.items[0]: spec.containers[0].tyy: unknown field"
