@@ -37,7 +37,10 @@ class CreateCoalescer:
         try:
             result = await asyncio.shield(task)
         except asyncio.CancelledError:
-            if not task.done():
+            # the client is gone: whenever the work ends, its result waits for a retry
+            if task.done():
+                self._park(key, task)
+            else:
                 task.add_done_callback(lambda t: self._park(key, t))
             raise
         self._unclaimed.pop(key, None)

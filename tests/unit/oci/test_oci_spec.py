@@ -1,0 +1,240 @@
+"""The OCI spec built from CRI requests: command, env, user, security, namespaces, cgroups."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from cri_py.api import api_pb2
+from cri_py.errors import InvalidArgument
+from cri_py.oci import security
+from cri_py.oci.cgroups import clamp_oom_score_adj, container_cgroups_path, oci_resources
+from cri_py.oci.spec import (
+    HostFacts,
+    PodContext,
+    command_line,
+    container_spec,
+    environment,
+    infra_spec,
+    resolve_signal,
+)
+
+CID = "c" * 64
+
+
+def _pod(tmp_path: Path, **kw: object) -> PodContext:
+    values: dict[str, object] = dict(
+        id="p" * 64,
+        hostname="web-0",
+        cgroup_parent="/kubepods/pod1",
+        netns_path="/run/netns/x",
+        ipc_path="/run/ipc",
+        uts_path="/run/uts",
+        pid_path=None,
+        host_pid=False,
+        resolv_conf=tmp_path / "resolv.conf",
+        hosts=tmp_path / "hosts",
+        hostname_file=tmp_path / "hostname",
+        shm_path=tmp_path / "shm",
+    )
+    values.update(kw)
+    return PodContext(**values)  # type: ignore[arg-type]
+
+
+def _rootfs(tmp_path: Path) -> Path:
+    root = tmp_path / "rootfs"
+    (root / "etc").mkdir(parents=True)
+    (root / "etc/passwd").write_text("root:x:0:0::/root:/bin/sh\nweb:x:1000:1000::/home/web:/bin/sh\n")
+    (root / "etc/group").write_text("root:x:0:\nweb:x:1000:\nextra:x:2000:web\n")
+    return root
+
+
+def _spec(
+    tmp_path: Path, config: api_pb2.ContainerConfig, image: dict[str, object] | None = None, **pod: object
+):  # type: ignore[no-untyped-def]
+    return container_spec(
+        cid=CID,
+        config=config,
+        image_config={"config": image or {"Cmd": ["/bin/sh"]}},
+        rootfs=_rootfs(tmp_path),
+        pod=_pod(tmp_path, **pod),
+        host=HostFacts("cgroupfs", 0),
+    )
+
+
+def test_command_follows_kubelet_rules() -> None:
+    image = {"Entrypoint": ["/entry"], "Cmd": ["default"]}
+    assert command_line(api_pb2.ContainerConfig(), image) == ["/entry", "default"]
+    assert command_line(api_pb2.ContainerConfig(args=["a"]), image) == ["/entry", "a"]
+    assert command_line(api_pb2.ContainerConfig(command=["/bin/x"]), image) == ["/bin/x"]
+    assert command_line(api_pb2.ContainerConfig(command=["/bin/x"], args=["y"]), image) == ["/bin/x", "y"]
+    with pytest.raises(InvalidArgument):
+        command_line(api_pb2.ContainerConfig(), {})
+
+
+def test_environment_image_then_config() -> None:
+    cfg = api_pb2.ContainerConfig(envs=[api_pb2.KeyValue(key="A", value="2")], tty=True)
+    env = environment(cfg, {"Env": ["A=1", "B=x=y"]}, "host")
+    assert "A=2" in env and "B=x=y" in env and "HOSTNAME=host" in env and "TERM=xterm" in env
+    assert any(e.startswith("PATH=") for e in env)
+
+
+def test_default_spec_is_confined(tmp_path: Path) -> None:
+    spec = _spec(tmp_path, api_pb2.ContainerConfig(command=["/bin/true"]))
+    proc = spec["process"]
+    assert proc["user"] == {"uid": 0, "gid": 0, "username": "root"}
+    assert sorted(proc["capabilities"]["bounding"]) == sorted(security.DEFAULT_CAPABILITIES)
+    linux = spec["linux"]
+    assert linux["cgroupsPath"] == f"/kubepods/pod1/cri-py-{CID}"
+    assert "/proc/kcore" in linux["maskedPaths"] and "/proc/sys" in linux["readonlyPaths"]
+    assert "seccomp" not in linux  # no profile asked for: unconfined, as containerd does
+    types = {n["type"]: n.get("path") for n in linux["namespaces"]}
+    assert types == {
+        "mount": None,
+        "network": "/run/netns/x",
+        "ipc": "/run/ipc",
+        "uts": "/run/uts",
+        "pid": None,
+    }
+    dests = [m["destination"] for m in spec["mounts"]]
+    assert {"/etc/hosts", "/etc/resolv.conf", "/etc/hostname", "/dev/shm"} <= set(dests)
+    assert spec["hostname"] == "web-0"
+    assert spec["annotations"]["io.kubernetes.cri.sandbox-id"] == "p" * 64
+
+
+def test_user_by_name_with_groups_and_strict_policy(tmp_path: Path) -> None:
+    cfg = api_pb2.ContainerConfig(command=["/bin/true"])
+    cfg.linux.security_context.run_as_username = "web"
+    cfg.linux.security_context.supplemental_groups.append(3000)
+    spec = _spec(tmp_path, cfg)
+    assert spec["process"]["user"]["uid"] == 1000 and spec["process"]["user"]["gid"] == 1000
+    assert spec["process"]["user"]["additionalGids"] == [2000, 3000]
+    # a non-root user starts with no effective capabilities
+    assert spec["process"]["capabilities"]["effective"] == []
+    cfg.linux.security_context.supplemental_groups_policy = api_pb2.Strict
+    assert _spec(tmp_path / "s", cfg)["process"]["user"]["additionalGids"] == [3000]
+
+
+def test_image_user_and_unknown_user(tmp_path: Path) -> None:
+    spec = _spec(tmp_path, api_pb2.ContainerConfig(command=["/x"]), {"User": "1000:2000"})
+    assert (spec["process"]["user"]["uid"], spec["process"]["user"]["gid"]) == (1000, 2000)
+    cfg = api_pb2.ContainerConfig(command=["/x"])
+    cfg.linux.security_context.run_as_username = "nobody-here"
+    with pytest.raises(InvalidArgument):
+        _spec(tmp_path / "u", cfg)
+
+
+def test_capabilities_add_drop_all() -> None:
+    assert security.capability_set(["NET_ADMIN"], ["KILL"], False).count("CAP_NET_ADMIN") == 1
+    assert "CAP_KILL" not in security.capability_set([], ["KILL"], False)
+    assert security.capability_set(["NET_BIND_SERVICE"], ["ALL"], False) == ["CAP_NET_BIND_SERVICE"]
+    assert set(security.capability_set(["ALL"], [], False)) == set(security.ALL_CAPABILITIES)
+    assert set(security.capability_set([], ["ALL"], True)) == set(security.ALL_CAPABILITIES)
+
+
+def test_seccomp_runtime_default_depends_on_capabilities(tmp_path: Path) -> None:
+    cfg = api_pb2.ContainerConfig(command=["/x"])
+    cfg.linux.security_context.seccomp.profile_type = api_pb2.SecurityProfile.RuntimeDefault
+    profile = _spec(tmp_path, cfg)["linux"]["seccomp"]
+    denied = profile["syscalls"][0]["names"]
+    assert profile["defaultAction"] == "SCMP_ACT_ALLOW" and "mount" in denied and "kexec_load" in denied
+    cfg.linux.security_context.capabilities.add_capabilities.append("SYS_ADMIN")
+    denied = _spec(tmp_path / "b", cfg)["linux"]["seccomp"]["syscalls"][0]["names"]
+    assert "mount" not in denied and "kexec_load" in denied
+
+
+def test_seccomp_localhost_profile(tmp_path: Path) -> None:
+    prof = tmp_path / "prof.json"
+    prof.write_text(
+        '{"defaultAction": "SCMP_ACT_ERRNO", "archMap": [{"architecture": "SCMP_ARCH_X86_64", "subArchitectures": ["SCMP_ARCH_X86"]}], "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ALLOW"}]}'
+    )
+    cfg = api_pb2.ContainerConfig(command=["/x"])
+    cfg.linux.security_context.seccomp.profile_type = api_pb2.SecurityProfile.Localhost
+    cfg.linux.security_context.seccomp.localhost_ref = str(prof)
+    out = _spec(tmp_path, cfg)["linux"]["seccomp"]
+    assert out["architectures"] == ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86"]
+    assert out["syscalls"] == [{"names": ["read"], "action": "SCMP_ACT_ALLOW"}]
+    cfg.linux.security_context.seccomp.localhost_ref = str(tmp_path / "missing.json")
+    with pytest.raises(InvalidArgument):
+        _spec(tmp_path / "m", cfg)
+
+
+def test_privileged_needs_privileged_pod(tmp_path: Path) -> None:
+    cfg = api_pb2.ContainerConfig(command=["/x"])
+    cfg.linux.security_context.privileged = True
+    with pytest.raises(InvalidArgument):
+        _spec(tmp_path, cfg)
+    spec = _spec(tmp_path / "p", cfg, privileged=True)
+    assert "maskedPaths" not in spec["linux"] and "seccomp" not in spec["linux"]
+    assert spec["linux"]["resources"]["devices"] == [{"allow": True, "access": "rwm"}]
+
+
+def test_mounts_propagation_and_missing_source(tmp_path: Path) -> None:
+    src = tmp_path / "data"
+    src.mkdir()
+    cfg = api_pb2.ContainerConfig(command=["/x"])
+    cfg.mounts.append(
+        api_pb2.Mount(
+            container_path="/data",
+            host_path=str(src),
+            readonly=True,
+            propagation=api_pb2.PROPAGATION_HOST_TO_CONTAINER,
+        )
+    )
+    mount = next(m for m in _spec(tmp_path, cfg)["mounts"] if m["destination"] == "/data")
+    assert mount["options"] == ["rbind", "rslave", "ro"]
+    cfg.mounts.append(api_pb2.Mount(container_path="/gone", host_path=str(tmp_path / "nope")))
+    with pytest.raises(InvalidArgument):
+        _spec(tmp_path / "x", cfg)
+
+
+def test_pid_namespace_modes(tmp_path: Path) -> None:
+    cfg = api_pb2.ContainerConfig(command=["/x"])
+    cfg.linux.security_context.namespace_options.pid = api_pb2.POD
+    ns = _spec(tmp_path, cfg, pid_path="/proc/42/ns/pid")["linux"]["namespaces"]
+    assert {"type": "pid", "path": "/proc/42/ns/pid"} in ns
+    cfg.linux.security_context.namespace_options.pid = api_pb2.NODE
+    ns = _spec(tmp_path / "n", cfg)["linux"]["namespaces"]
+    assert all(n["type"] != "pid" for n in ns)
+    cfg.linux.security_context.namespace_options.pid = api_pb2.TARGET
+    with pytest.raises(InvalidArgument):
+        _spec(tmp_path / "t", cfg)
+
+
+def test_resources_and_oom_clamp() -> None:
+    res = api_pb2.LinuxContainerResources(
+        cpu_shares=256, cpu_quota=50000, cpu_period=100000, memory_limit_in_bytes=1 << 20
+    )
+    out = oci_resources(res)
+    assert out["cpu"] == {"shares": 256, "quota": 50000, "period": 100000}
+    assert out["memory"] == {"limit": 1 << 20, "swap": 1 << 20}
+    assert clamp_oom_score_adj(-998, 0) == 0
+    assert clamp_oom_score_adj(-998, -1000) == -998
+    assert clamp_oom_score_adj(1500, 0) == 1000
+    assert (
+        container_cgroups_path("kubepods-pod1.slice", CID, "systemd") == f"kubepods-pod1.slice:cri-py:{CID}"
+    )
+    assert container_cgroups_path("", CID, "cgroupfs") == f"/cri-py-{CID}"
+
+
+def test_signals() -> None:
+    assert resolve_signal(api_pb2.SIGKILL, "") == 9
+    assert resolve_signal(0, "SIGQUIT") == 3
+    assert resolve_signal(0, "USR1") == 10
+    assert resolve_signal(0, "") == 15
+    with pytest.raises(InvalidArgument):
+        resolve_signal(0, "SIGNOPE")
+
+
+def test_infra_spec(tmp_path: Path) -> None:
+    spec = infra_spec(
+        pod=_pod(tmp_path),
+        rootfs=tmp_path,
+        catatonit=Path("/usr/bin/catatonit"),
+        host=HostFacts("cgroupfs", 0),
+    )
+    assert spec["process"]["args"] == ["/pause", "-P"]
+    assert spec["process"]["oomScoreAdj"] == 0  # -998 asked, clamped to what we may set
+    assert spec["root"]["readonly"] is True
+    assert {"type": "pid"} in spec["linux"]["namespaces"]
