@@ -186,7 +186,7 @@ def test_kubectl_port_forward(echo_netns: PortForwardTarget, tmp_path: Path, tra
                 return data
 
             results = await asyncio.gather(talk(7001, b"one\n"), talk(7002, b"two\n"), talk(7001, b"three\n"))
-            assert results == [b"ONE\n", b"seven:two\n", b"THREE\n"]
+            assert list(results) == [b"ONE\n", b"seven:two\n", b"THREE\n"]
         finally:
             proc.kill()
             await proc.wait()
