@@ -240,3 +240,28 @@ def test_exec_under_gvisor(tmp_path: Path) -> None:
                 await server.stop()
 
         run(main())
+
+
+def test_many_concurrent_sessions_leave_no_fds(ctr: RuncContainer, tmp_path: Path) -> None:
+    async def main() -> None:
+        server = await start_server(tmp_path)
+        try:
+            # warm up the loop's lazily created resources before counting fds
+            await run_command(server.url_for(exec_request(ctr, ["true"])))
+            before = open_fds()
+            results = await asyncio.gather(
+                *(
+                    run_command(
+                        server.url_for(exec_request(ctr, ["sh", "-c", f"echo {i}; echo {i} >&2"])),
+                        "spdy" if i % 2 else "websocket",
+                    )
+                    for i in range(16)
+                )
+            )
+            for i, res in enumerate(results):
+                assert (res.stdout, res.stderr, res.exit_code) == (f"{i}\n".encode(), f"{i}\n".encode(), 0)
+            assert open_fds() <= before
+        finally:
+            await server.stop()
+
+    run(main())
