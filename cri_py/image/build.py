@@ -95,11 +95,22 @@ def layer(entries: list[Entry], compress: bool = True) -> BuiltLayer:
     return BuiltLayer(raw, digest_of(raw), mt.OCI_LAYER)
 
 
+_DOCKER_LAYER_TYPES = {
+    mt.OCI_LAYER: mt.DOCKER_LAYER,
+    mt.OCI_LAYER_GZIP: mt.DOCKER_LAYER_GZIP,
+    mt.OCI_LAYER_ZSTD: mt.DOCKER_LAYER_ZSTD,
+}
+
+
 @dataclass
 class BuiltImage:
     manifest: bytes
     config: bytes
     layers: list[BuiltLayer]
+
+    @property
+    def media_type(self) -> str:
+        return str(json.loads(self.manifest)["mediaType"])
 
     @property
     def manifest_digest(self) -> str:
@@ -122,7 +133,9 @@ def image(
     variant: str = "",
     labels: dict[str, str] | None = None,
     stop_signal: str = "",
+    docker: bool = False,
 ) -> BuiltImage:
+    """An image manifest in OCI form, or Docker's schema 2 form with `docker=True`."""
     container_config: dict[str, Any] = {
         "Env": env
         if env is not None
@@ -153,10 +166,20 @@ def image(
     config_bytes = canonical_json(config)
     manifest = {
         "schemaVersion": 2,
-        "mediaType": mt.OCI_MANIFEST,
-        "config": {"mediaType": mt.OCI_CONFIG, "digest": digest_of(config_bytes), "size": len(config_bytes)},
+        "mediaType": mt.DOCKER_MANIFEST if docker else mt.OCI_MANIFEST,
+        "config": {
+            "mediaType": mt.DOCKER_CONFIG if docker else mt.OCI_CONFIG,
+            "digest": digest_of(config_bytes),
+            "size": len(config_bytes),
+        },
         "layers": [
-            {"mediaType": lay.media_type, "digest": digest_of(lay.blob), "size": len(lay.blob)}
+            {
+                "mediaType": _DOCKER_LAYER_TYPES.get(lay.media_type, lay.media_type)
+                if docker
+                else lay.media_type,
+                "digest": digest_of(lay.blob),
+                "size": len(lay.blob),
+            }
             for lay in layers
         ],
     }

@@ -64,7 +64,7 @@ class Pusher:
         for blob in layer_blobs if layer_blobs is not None else [lay.blob for lay in image.layers]:
             self.blob(repo, blob)
         self.blob(repo, image.config)
-        return self.manifest(repo, tag, image.manifest, mt.OCI_MANIFEST)
+        return self.manifest(repo, tag, image.manifest, image.media_type)
 
     def index(self, repo: str, tag: str, images: list[BuiltImage], index_body: bytes) -> str:
         for img in images:

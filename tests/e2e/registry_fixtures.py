@@ -53,7 +53,7 @@ class TestRegistry:
 
     def __getattr__(self, name: str) -> str:
         # busybox, busybox_digest, busybox_id, nonroot, nonroot_numeric, layered, multiarch,
-        # multiarch_digest, zstd, bench: whatever hack/build-test-images reported
+        # multiarch_digest, zstd, dockerv2, bench: whatever hack/build-test-images reported
         images = self.__dict__.get("images", {})
         if name in images:
             return str(images[name])
@@ -163,8 +163,8 @@ def running_registry(
 
 @pytest.fixture(scope="session")
 def registry() -> Iterator[TestRegistry]:
-    """Anonymous registry with busybox, nonroot, layered, multiarch and zstd (not bench)."""
-    with running_registry("busybox,nonroot,layered,multiarch,zstd") as reg:
+    """Anonymous registry with busybox, nonroot, layered, multiarch, zstd and dockerv2 (not bench)."""
+    with running_registry("busybox,nonroot,layered,multiarch,zstd,dockerv2") as reg:
         yield reg
 
 

@@ -14,6 +14,7 @@ import pytest
 from cri_py.config.model import Config, RegistryConfig
 from cri_py.errors import CriError, NotFound
 from cri_py.image import build
+from cri_py.image import mediatypes as mt
 from cri_py.image.build import Entry
 from cri_py.image.push import Pusher
 from cri_py.image.service import ImageService
@@ -162,6 +163,10 @@ def test_whiteouts_and_opaque_dirs_in_overlay_and_vfs(tmp_path: Path, registry: 
 def test_zstd_and_multiarch_content(env: Env, registry: TestRegistry) -> None:  # noqa: F811
     z = env.run(env.images.pull(registry.zstd))
     assert (env.images.layer_dirs(z)[-1] / "zstd-layer").read_bytes() == b"compressed with zstd\n" * 100
+    d = env.run(env.images.pull(registry.dockerv2))
+    # the same config and layer in Docker's schema 2 form: the same image id and layer
+    assert d.id == registry.busybox_id
+    assert json.loads(env.images.content.read_blob(d.manifest_digest))["mediaType"] == mt.DOCKER_MANIFEST
     m = env.run(env.images.pull(registry.multiarch))
     assert (env.images.layer_dirs(m)[-1] / "platform").read_text() == "linux/amd64\n"
     with pytest.raises(NotFound, match="platform"):
