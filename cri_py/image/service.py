@@ -224,6 +224,8 @@ class ImageService:
             if old is not None:
                 record.repo_tags = _merge(old.repo_tags, record.repo_tags)
                 record.repo_digests = _merge(old.repo_digests, record.repo_digests)
+                # one config reached through several manifests (OCI and Docker forms): keep them all
+                record.blobs = _merge(old.blobs, record.blobs)
                 record.pinned = record.pinned or old.pinned
             for other in list(self._images.values()):
                 if other.id == record.id:
