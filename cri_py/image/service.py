@@ -77,6 +77,12 @@ class ImageService:
         await asyncio.gather(*tasks, return_exceptions=True)
         await self._puller.close()
 
+    def reload(self, config: Config) -> None:
+        """Apply a reloaded config: registries (mirrors, insecure) take effect for the next pull."""
+        self.config = config
+        self._puller.config = config
+        self._puller.client.config = config
+
     async def ensure_pause_image(self) -> ImageRecord:
         name = refs.parse(self.config.pause_image).tagged()
         existing = self._find(name)
