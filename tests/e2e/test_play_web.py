@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from cri_py.api import api_pb2
-from tests.e2e.play_support import PlayEnv, wait_for, with_image, write_manifest
+from tests.e2e.play_support import PlayEnv, wait_for, write_manifest
 from tests.e2e.registry_fixtures import TestRegistry, free_port, registry  # noqa: F401
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "conf" / "examples"
@@ -36,7 +36,10 @@ def test_play_web_example_serves_page_and_down_leaves_nothing(
     registry: TestRegistry,  # noqa: F811
     tmp_path: Path,
 ) -> None:
-    doc = with_image(yaml.safe_load((EXAMPLES / "web.yaml").read_text()), registry.busybox)
+    # the example as shipped: docker.io/library/busybox:latest comes from the suite's registry,
+    # which the daemon has as docker.io's mirror (`make run` imports the same image instead)
+    doc = yaml.safe_load((EXAMPLES / "web.yaml").read_text())
+    assert doc["spec"]["containers"][0]["image"] == "docker.io/library/busybox:latest"
     port = free_port()
     doc["spec"]["containers"][0]["ports"][0]["hostPort"] = port
     manifest = write_manifest(tmp_path / "web.yaml", [doc])
