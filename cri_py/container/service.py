@@ -189,9 +189,11 @@ class ContainerService:
         )
         self._records.put(rec)
         self._names[rec.name_key] = cid
+        marks = [time.perf_counter()]
         try:
             layers = self.images.layer_dirs(image)
             rootfs = await asyncio.to_thread(self.rootfs.mount, cid, layers)
+            marks.append(time.perf_counter())
             target_pid = self._target_pid_path(config)
             ctx = self.pods.context(pod)
             spec = await asyncio.to_thread(
@@ -210,6 +212,7 @@ class ContainerService:
             rec.supplemental_groups = list(user.get("additionalGids", []))
             rec.cgroups_path = spec["linux"]["cgroupsPath"]
             await asyncio.to_thread(self._write_bundle, rec, spec)
+            marks.append(time.perf_counter())
             pid, conmon_pid = await runtime.create(
                 cid,
                 rec.bundle_dir,
@@ -223,14 +226,18 @@ class ContainerService:
                     systemd_cgroup=self.config.cgroup_driver == "systemd",
                 ),
             )
+            marks.append(time.perf_counter())
             rec.pid, rec.conmon_pid = pid, conmon_pid
             rec.state = ContainerState.CREATED
             self._records.put(rec)
+            marks.append(time.perf_counter())
         except BaseException as exc:
             log.warning("container %s: CreateContainer failed, unwinding: %s", cid, exc)
             await asyncio.shield(self._destroy(rec))
             raise
         self._watch(rec)
+        steps = [round((b - a) * 1000, 1) for a, b in zip(marks, marks[1:], strict=False)]
+        log.debug("container %s created; ms rootfs/spec/runtime/persist: %s", cid, steps)
         return cid
 
     def _target_pid_path(self, config: api_pb2.ContainerConfig) -> str | None:
