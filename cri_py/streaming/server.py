@@ -27,6 +27,8 @@ from cri_py.streaming.tokens import MAX_IN_FLIGHT, TOKEN_TTL, RequestCache
 from cri_py.streaming.websocket import (
     PORTFORWARD_PROTOCOLS,
     REMOTECOMMAND_PROTOCOLS,
+    SPDY_TUNNEL_PROTOCOL,
+    TunnelWriter,
     WsConnection,
     command_channels,
 )
@@ -306,7 +308,10 @@ class StreamingServer:
             ws = await WsConnection.accept(raw, reader, writer, PORTFORWARD_PROTOCOLS)
             if ws is None:
                 return
-            await _until_either(ws.run(), serve_websocket(ws, self._backend, req.target, ports))
+            if ws.subprotocol == SPDY_TUNNEL_PROTOCOL:
+                await self._serve_spdy_tunnel(ws, req)
+            else:
+                await _until_either(ws.run(), serve_websocket(ws, self._backend, req.target, ports))
             await ws.close()
             return
         ws = await WsConnection.accept(raw, reader, writer, REMOTECOMMAND_PROTOCOLS)
@@ -329,6 +334,23 @@ class StreamingServer:
 
         await _until_either(reader_loop(), command())
         await ws.close()
+
+    async def _serve_spdy_tunnel(self, ws: WsConnection, req: PortForwardRequest) -> None:
+        """SPDY port-forward carried in WebSocket binary messages (what kubectl tries first)."""
+        tunnel_in = asyncio.StreamReader()
+        ws.on_raw = tunnel_in.feed_data
+
+        async def ws_reader() -> None:
+            await ws.run()
+            tunnel_in.feed_eof()
+
+        forwarder = SpdyPortForward(self._backend, req.target)
+        session = SpdySession(tunnel_in, TunnelWriter(ws), is_client=False, on_stream=forwarder.on_stream)
+        try:
+            await _until_either(ws_reader(), session.run())
+        finally:
+            await forwarder.close()
+            await session.close()
 
     # -- shared --
     async def _run_command(self, channels: CommandChannels, req: ExecRequest | AttachRequest) -> None:

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
+from typing import Protocol
 
 from cri_py.streaming import spdy
 from cri_py.streaming.inbox import Inbox
@@ -19,6 +20,18 @@ log = logging.getLogger(__name__)
 
 # Frames larger than this are split: keeps one busy stream from delaying the others.
 CHUNK = 32 * 1024
+
+
+class ByteWriter(Protocol):
+    """The sending half of the connection: an asyncio StreamWriter, or a WebSocket tunnel."""
+
+    def write(self, data: bytes) -> None: ...
+
+    async def drain(self) -> None: ...
+
+    def close(self) -> None: ...
+
+    async def wait_closed(self) -> None: ...
 
 
 class SpdyStream:
@@ -95,7 +108,7 @@ class SpdySession:
     def __init__(
         self,
         reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
+        writer: ByteWriter,
         *,
         is_client: bool,
         on_stream: Callable[[SpdyStream], None] | None = None,

@@ -31,7 +31,9 @@ REMOTECOMMAND_PROTOCOLS = (
     "channel.k8s.io",
     "base64.channel.k8s.io",
 )
-PORTFORWARD_PROTOCOLS = ("v4.channel.k8s.io", "v4.base64.channel.k8s.io")
+# client-go's WebSocket port-forward tunnels a whole SPDY connection in binary messages.
+SPDY_TUNNEL_PROTOCOL = "SPDY/3.1+portforward.k8s.io"
+PORTFORWARD_PROTOCOLS = (SPDY_TUNNEL_PROTOCOL, "v4.channel.k8s.io", "v4.base64.channel.k8s.io")
 
 STDIN, STDOUT, STDERR, ERROR, RESIZE = range(5)
 CLOSE_SIGNAL = 0xFF
@@ -61,6 +63,8 @@ class WsConnection:
         self.base64 = bool(subprotocol and "base64" in subprotocol)
         self.on_message: Callable[[int, bytes], None] = lambda channel, data: None
         self.on_close_signal: Callable[[int], None] = lambda channel: None
+        # Set for a tunnel: whole messages, no channel byte.
+        self.on_raw: Callable[[bytes], None] | None = None
         self._fragments: list[bytes] = []
         self.closed = False
         # Input channels fed from this connection; reading pauses while one holds too much.
@@ -75,9 +79,15 @@ class WsConnection:
         subprotocols: tuple[str, ...],
     ) -> WsConnection | None:
         """Complete the handshake; None if it failed (the error response was sent)."""
+        # `websockets` holds subprotocols to the RFC token syntax, which has no "/": the
+        # tunnel protocol travels under an alias inside the handshake code only.
+        alias = {p: p.replace("/", "_") for p in subprotocols if "/" in p}
+        for real, safe in alias.items():
+            raw_request = raw_request.replace(real.encode(), safe.encode())
+        supported = [alias.get(p, p) for p in subprotocols]
 
         def select(_: ServerProtocol, offered: Sequence[Subprotocol]) -> Subprotocol | None:
-            for choice in subprotocols:
+            for choice in supported:
                 if choice in offered:
                     return Subprotocol(choice)
             return None  # no subprotocol: channel.k8s.io semantics
@@ -90,13 +100,18 @@ class WsConnection:
             writer.write(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
             return None
         response = protocol.accept(request)
+        chosen = response.headers.get("Sec-WebSocket-Protocol")
+        for real, safe in alias.items():
+            if chosen == safe:
+                del response.headers["Sec-WebSocket-Protocol"]
+                response.headers["Sec-WebSocket-Protocol"] = chosen = real
         protocol.send_response(response)
         for chunk in protocol.data_to_send():
             writer.write(chunk)
         await writer.drain()
         if response.status_code != 101:
             return None
-        return cls(protocol, reader, writer, response.headers.get("Sec-WebSocket-Protocol"))
+        return cls(protocol, reader, writer, chosen)
 
     def _flush(self) -> None:
         for chunk in self._protocol.data_to_send():
@@ -151,6 +166,9 @@ class WsConnection:
                 return
             message = b"".join(self._fragments)
             self._fragments.clear()
+            if self.on_raw is not None:
+                self.on_raw(message)
+                return
             if not message:
                 return
             if self.base64:
@@ -168,6 +186,36 @@ class WsConnection:
                 self.on_close_signal(payload[0])
             else:
                 self.on_message(channel, payload)
+
+    def send_raw_nowait(self, data: bytes) -> None:
+        """Queue one binary message without a channel byte (tunnel); pair with `drain`."""
+        if self.closed:
+            raise ConnectionResetError("WebSocket closed")
+        self._protocol.send_binary(data)
+        self._flush()
+
+    async def drain(self) -> None:
+        await self._writer.drain()
+
+
+class TunnelWriter:
+    """Makes a WebSocket the sending half of a byte stream (for SPDY in WebSocket)."""
+
+    def __init__(self, conn: WsConnection) -> None:
+        self._conn = conn
+
+    def write(self, data: bytes) -> None:
+        self._conn.send_raw_nowait(data)
+
+    async def drain(self) -> None:
+        await self._conn.drain()
+
+    def close(self) -> None:
+        # The WebSocket itself is closed by its owner, after the SPDY session's GOAWAY.
+        pass
+
+    async def wait_closed(self) -> None:
+        pass
 
 
 class WsInChannel(Inbox):
