@@ -49,6 +49,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     mode = parser.add_mutually_exclusive_group(required=True)
     mode.add_argument("--compare", action="store_true", help="start cri-py and containerd and compare them")
     mode.add_argument("--endpoint", help="measure one running CRI endpoint (unix:///path)")
+    mode.add_argument(
+        "--spans",
+        action="store_true",
+        help="cri-py only: serial lifecycles with every subprocess and worker-thread call timed per RPC",
+    )
     parser.add_argument("--n", type=int, default=20, help="measured iterations per latency measure")
     parser.add_argument("--warmup", type=int, default=3, help="unmeasured iterations first")
     parser.add_argument("--pods", type=int, default=50, help="pods (1 container each) for List and memory")
@@ -198,8 +203,6 @@ def compare(args: argparse.Namespace) -> dict[str, Any]:
                     "speedscope",
                     "--rate",
                     "200",
-                    "--subprocesses",
-                    "--idle",
                     "-o",
                     result["profile"],
                     "--",
@@ -284,6 +287,48 @@ def single(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
+def spans_mode(args: argparse.Namespace) -> int:
+    from benchlib import spans
+
+    cgroup_parent = f"/cri-bench-{os.getpid()}"
+    with bench_workdir(args.workdir_base) as workdir:
+        registry = LocalRegistry(workdir / "registry")
+        net = bench_net("cripy", 1, workdir)
+        span_file = workdir / "spans.jsonl"
+        os.environ["SPAN_OUT"] = str(span_file)
+        wrapper = [sys.executable, str(Path(spans.__file__).with_name("spantrace.py"))]
+        cripy = CriPyDaemon(workdir / "cri-py", "", net, cgroup_parent, wrapper=wrapper)
+        add_guard()
+        try:
+            registry.start()
+            busybox = registry.build_test_images(["busybox"])["busybox"]
+            cripy.registry_host = registry.host
+            cripy.start()
+            client = CriClient(cripy.endpoint, busybox, workdir / "pod-logs", cgroup_parent)
+            try:
+                client.wait_ready()
+                client.pull(busybox)
+                marks = spans.record(client, args.n, args.warmup)
+            finally:
+                client.remove_bench_pods()
+                client.close()
+        finally:
+            cripy.stop()
+            registry.stop()
+            net.remove_bridge()
+            remove_guard()
+            left = leftovers(workdir, cgroup_parent, [net.bridge])
+            if left:
+                log(f"LEFT BEHIND: {left}")
+        result = spans.breakdown(marks, span_file)
+    print("\n".join(spans.lines(result)))
+    args.out.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H%M%SZ")
+    (args.out / f"spans-{stamp}.json").write_text(json.dumps(result, indent=2))
+    log(f"wrote {args.out}/spans-{stamp}.json")
+    return 1 if left else 0
+
+
 def render(result: dict[str, Any], args: argparse.Namespace) -> tuple[list[str], list[str]]:
     names = list(result.get("versions", {}).keys()) or ["cri-py", "containerd"]
     rows = report.build_rows(result.get("results", {}), result.get("floors", {}), FLOOR_OF, names)
@@ -362,6 +407,8 @@ def main(argv: list[str]) -> int:
     if os.geteuid() != 0:
         log("hack/bench needs root (runtimes, mounts, netns, iptables)")
         return 2
+    if args.spans:
+        return spans_mode(args)
     result = compare(args) if args.compare else single(args)
     text, md = render(result, args)
     print("\n".join(text))
