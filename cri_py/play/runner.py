@@ -208,24 +208,51 @@ class Player:
         started = await self.start_container(pod, container, sandbox_id, config, ips, restart_count)
         return await self.wait_exited(started.id)
 
+    async def clear_old_sandboxes(self, pod: Any) -> tuple[Any | None, int, dict[str, int]]:
+        """What runs already of this pod: its ready sandbox (kept), or else the attempt number and
+        per-container restart counts for a new sandbox, after removing the old ones (a dead
+        sandbox of the same pod keeps its volumes; another pod under this name loses them)."""
+        meta = pod.metadata
+        grace = int(pod.spec.termination_grace_period_seconds)
+        attempt = 0
+        restarts: dict[str, int] = {}
+        olds = await self.sandboxes(meta.namespace, meta.name)
+        for old in olds:
+            if (
+                old.labels.get(translate.POD_UID_LABEL) == meta.uid
+                and old.state == api_pb2.PodSandboxState.SANDBOX_READY
+            ):
+                return old, 0, {}
+        for old in olds:
+            if old.labels.get(translate.POD_UID_LABEL) == meta.uid:
+                # kubelet re-creates a dead sandbox of the same pod: attempt + 1, volumes kept
+                attempt = max(attempt, old.metadata.attempt + 1)
+                for container in await self.containers(old.id):
+                    count = int(container.annotations.get(translate.RESTART_COUNT, "0")) + 1
+                    restarts[container.metadata.name] = max(restarts.get(container.metadata.name, 0), count)
+                self.say(f"re-creating the sandbox of pod {meta.namespace}/{meta.name} (attempt {attempt})")
+                await self.remove_sandbox(old, grace, teardown=False)
+            else:
+                self.say(f"replacing pod {meta.namespace}/{meta.name} ({old.id[:13]})")
+                await self.remove_sandbox(old, grace)
+        return None, attempt, restarts
+
     async def up(self, pod: Any) -> str:
         """Run the pod once: init containers to completion in order, then the app containers.
         Returns the sandbox id; raises PodFailed when an init container fails."""
         meta = pod.metadata
-        for old in await self.sandboxes(meta.namespace, meta.name):
-            same = old.labels.get(translate.POD_UID_LABEL) == meta.uid
-            if same and old.state == api_pb2.PodSandboxState.SANDBOX_READY:
-                self.say(f"pod {meta.namespace}/{meta.name} is already running ({old.id[:13]})")
-                return str(old.id)
-            self.say(f"replacing pod {meta.namespace}/{meta.name} ({old.id[:13]})")
-            await self.remove_sandbox(old, grace=int(pod.spec.termination_grace_period_seconds))
-        sandbox_id, config, ips = await self.run_sandbox(pod)
+        ready, attempt, restarts = await self.clear_old_sandboxes(pod)
+        if ready is not None:
+            self.say(f"pod {meta.namespace}/{meta.name} is already running ({ready.id[:13]})")
+            return str(ready.id)
+        sandbox_id, config, ips = await self.run_sandbox(pod, attempt)
         self.say(f"pod {meta.namespace}/{meta.name} sandbox {sandbox_id[:13]} ip {','.join(ips) or '-'}")
         for is_init, container in iter_containers(pod):
+            count = restarts.get(container.name, 0)
             if not is_init:
-                await self.start_container(pod, container, sandbox_id, config, ips, 0)
+                await self.start_container(pod, container, sandbox_id, config, ips, count)
                 continue
-            status = await self.run_init(pod, container, sandbox_id, config, ips, 0)
+            status = await self.run_init(pod, container, sandbox_id, config, ips, count)
             if status.exit_code != 0:
                 if pod.spec.restart_policy == "Never":
                     # the pod is Failed for good: kubelet stops its sandbox (removal is --down's job)

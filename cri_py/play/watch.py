@@ -74,47 +74,44 @@ class PodWatcher:
         self.apps = {c.name: Tracked(c, backoff=Backoff(backoff_base)) for c in pod.spec.containers}
         self.failed = False
         self.attempt = 0
+        self.init_counts: dict[str, int] = {}  # the restart count each init container last ran with
 
     def say(self, text: str) -> None:
         self.player.say(f"{time.strftime('%H:%M:%S')} {self.label} {text}")
 
     async def adopt_or_start(self) -> None:
         """Take over a running sandbox of this pod, or start one (init containers included)."""
-        meta = self.pod.metadata
-        for sandbox in await self.player.sandboxes(meta.namespace, meta.name):
-            if (
-                sandbox.state == api_pb2.PodSandboxState.SANDBOX_READY
-                and sandbox.labels.get(translate.POD_UID_LABEL) == meta.uid
-            ):
-                self.sandbox_id = sandbox.id
-                self.attempt = sandbox.metadata.attempt
-                self.sandbox_config = translate.sandbox_config(self.pod, self.player.ctx, self.attempt)
-                self.ips = await self.player.pod_ips(sandbox.id)
-                for container in newest_per_name(await self.player.containers(sandbox.id)):
-                    tracked = self.apps.get(container.metadata.name)
-                    if tracked is not None:
-                        restarts = int(container.annotations.get(translate.RESTART_COUNT, "0"))
-                        tracked.current = StartedContainer(
-                            container.id, container.metadata.name, restarts, dict(container.annotations)
-                        )
-                self.say(f"watching sandbox {sandbox.id[:13]}")
-                break
-        else:
-            await self.new_sandbox()
+        ready, self.attempt, restarts = await self.player.clear_old_sandboxes(self.pod)
+        if ready is None:
+            await self.new_sandbox(restarts)
             return
+        self.sandbox_id = ready.id
+        self.attempt = ready.metadata.attempt
+        self.sandbox_config = translate.sandbox_config(self.pod, self.player.ctx, self.attempt)
+        self.ips = await self.player.pod_ips(ready.id)
+        for container in newest_per_name(await self.player.containers(ready.id)):
+            tracked = self.apps.get(container.metadata.name)
+            if tracked is not None:
+                count = int(container.annotations.get(translate.RESTART_COUNT, "0"))
+                tracked.current = StartedContainer(
+                    container.id, container.metadata.name, count, dict(container.annotations)
+                )
+        self.say(f"watching sandbox {ready.id[:13]}")
         for tracked in self.apps.values():
             if tracked.current is None:
                 await self.start(tracked, 0)
 
-    async def new_sandbox(self) -> None:
+    async def new_sandbox(self, restarts: dict[str, int] | None = None) -> None:
         """A sandbox (attempt self.attempt), its init containers, then every app container with
-        its restart count carried over."""
+        its restart count carried over (from `restarts` or what this watcher ran before)."""
+        restarts = restarts or {}
         self.sandbox_id, self.sandbox_config, self.ips = await self.player.run_sandbox(self.pod, self.attempt)
         self.say(f"sandbox {self.sandbox_id[:13]} (attempt {self.attempt}) ip {','.join(self.ips) or '-'}")
-        if not await self.run_init_containers():
+        if not await self.run_init_containers(restarts):
             return
-        for tracked in self.apps.values():
-            await self.start(tracked, 0 if tracked.current is None else tracked.current.restart_count + 1)
+        for name, tracked in self.apps.items():
+            count = restarts.get(name, 0) if tracked.current is None else tracked.current.restart_count + 1
+            await self.start(tracked, count)
 
     async def sandbox_ready(self) -> bool:
         resp = await self.player.cri.runtime.PodSandboxStatus(
@@ -135,17 +132,18 @@ class PodWatcher:
         for tracked in self.apps.values():
             tracked.state = ""
             tracked.restart_at = None
-        await self.new_sandbox()
+        await self.new_sandbox({name: count + 1 for name, count in self.init_counts.items()})
 
-    async def run_init_containers(self) -> bool:
+    async def run_init_containers(self, restarts: dict[str, int]) -> bool:
         """Each init container to success in order; a failure is retried with back-off unless the
         restartPolicy is Never, which fails the pod."""
         policy = self.pod.spec.restart_policy
         for container in self.pod.spec.init_containers or []:
             backoff = Backoff(self.backoff_base)
-            attempt = 0
+            attempt = restarts.get(container.name, 0)
             while True:
                 started = self.clock()
+                self.init_counts[container.name] = attempt
                 status = await self.player.run_init(
                     self.pod, container, self.sandbox_id, self.sandbox_config, self.ips, attempt
                 )

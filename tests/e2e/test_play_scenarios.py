@@ -345,7 +345,7 @@ def test_play_watch_recreates_a_sandbox_that_died(
     assert second.id != first.id and second.metadata.attempt == 1
     containers = cri.runtime.ListContainers(api_pb2.ListContainersRequest(), timeout=10).containers
     attempts = sorted((c.metadata.name, c.metadata.attempt) for c in containers)
-    assert attempts == [("app", 1), ("count", 0)]
+    assert attempts == [("app", 1), ("count", 1)]
     uid = second.labels["io.kubernetes.pod.uid"]
     runs = play_env.volume_root / "pods" / uid / "volumes" / "kubernetes.io~empty-dir" / "data" / "runs"
     assert runs.read_text() == "run\nrun\n"  # the volume outlived the first sandbox

@@ -43,7 +43,7 @@ class FakeRuntime:
 
     async def RunPodSandbox(self, req: Any) -> Any:  # noqa: N802 - CRI method names
         sid = f"pod{next(self.ids)}"
-        self.calls.append(f"RunPodSandbox {req.config.metadata.name}")
+        self.calls.append(f"RunPodSandbox {req.config.metadata.name} attempt={req.config.metadata.attempt}")
         self.sandboxes[sid] = api_pb2.PodSandbox(
             id=sid,
             metadata=req.config.metadata,
@@ -55,7 +55,10 @@ class FakeRuntime:
 
     async def PodSandboxStatus(self, req: Any) -> Any:  # noqa: N802
         return api_pb2.PodSandboxStatusResponse(
-            status=api_pb2.PodSandboxStatus(network=api_pb2.PodSandboxNetworkStatus(ip="10.0.0.5"))
+            status=api_pb2.PodSandboxStatus(
+                state=self.sandboxes[req.pod_sandbox_id].state,
+                network=api_pb2.PodSandboxNetworkStatus(ip="10.0.0.5"),
+            )
         )
 
     async def ListPodSandbox(self, req: Any) -> Any:  # noqa: N802
@@ -119,6 +122,7 @@ class FakeRuntime:
 
     async def StopPodSandbox(self, req: Any) -> Any:  # noqa: N802
         self.calls.append("StopPodSandbox")
+        self.sandboxes[req.pod_sandbox_id].state = api_pb2.SANDBOX_NOTREADY
         return api_pb2.StopPodSandboxResponse()
 
     async def RemovePodSandbox(self, req: Any) -> Any:  # noqa: N802
@@ -172,7 +176,7 @@ def test_init_containers_run_in_order_before_the_app(tmp_path: Path) -> None:
     player, cri = make_player(tmp_path, {"INIT1": 0, "INIT2": 0})
     asyncio.run(player.up(pod_with("Always")))
     assert cri.runtime.calls == [
-        "RunPodSandbox web",
+        "RunPodSandbox web attempt=0",
         "CreateContainer first attempt=0",
         "StartContainer first",
         "CreateContainer second attempt=0",
@@ -219,7 +223,7 @@ def test_up_twice_keeps_the_running_pod_and_down_removes_everything(tmp_path: Pa
     pod = pod_with("Always")
     first = asyncio.run(player.up(pod))
     assert asyncio.run(player.up(pod)) == first
-    assert cri.runtime.calls.count("RunPodSandbox web") == 1
+    assert cri.runtime.calls.count("RunPodSandbox web attempt=0") == 1
     assert (tmp_path / "root" / "pods" / pod.metadata.uid).is_dir()
     assert asyncio.run(player.down("default", "web", 5)) == 1
     assert cri.runtime.calls[-6:] == [
@@ -301,3 +305,22 @@ def test_hooks_run_around_start_and_stop(tmp_path: Path) -> None:
     # forced: no hook, no grace
     asyncio.run(player.down("default", "web", 0))
     assert "StopContainer app timeout=0" not in cri.runtime.calls  # already exited, nothing to stop
+
+
+def test_a_dead_sandbox_of_the_same_pod_is_recreated_keeping_volumes(tmp_path: Path) -> None:
+    player, cri = make_player(tmp_path, {"INIT1": 0, "INIT2": 0})
+    pod = pod_with("Always")
+    first = asyncio.run(player.up(pod))
+    asyncio.run(cri.runtime.StopPodSandbox(api_pb2.StopPodSandboxRequest(pod_sandbox_id=first)))
+    marker = tmp_path / "root" / "pods" / pod.metadata.uid / "kept"
+    marker.write_text("x")
+    cri.runtime.calls.clear()
+    second = asyncio.run(player.up(pod))
+    assert second != first and marker.exists()
+    assert "RunPodSandbox web attempt=1" in cri.runtime.calls
+    assert "CreateContainer app attempt=1" in cri.runtime.calls
+    # another pod under the same name (a changed manifest) replaces it, volumes and all
+    other = load_pod(POD.replace("RESTART", "Always"), uid="f" * 32)
+    asyncio.run(player.up(other))
+    assert not marker.exists()
+    assert "RunPodSandbox web attempt=0" in cri.runtime.calls
