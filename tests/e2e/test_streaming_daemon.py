@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +13,7 @@ import grpc
 import pytest
 
 from cri_py.api import api_pb2
+from tests.e2e.kubectl_shim import KubectlShim
 from tests.e2e.registry_fixtures import TestRegistry, registry  # noqa: F401
 from tests.e2e.stream_client import (
     HandshakeError,
@@ -68,13 +72,13 @@ def test_exec_through_the_daemon(cri: Any, registry: TestRegistry) -> None:  # n
 
     async def main() -> None:
         for transport in ("spdy", "websocket"):
-            res = await run_command(exec_url(cri, cid, ["cat"], stdin=True), transport, stdin=b"hi\n")  # type: ignore[arg-type]
+            res = await run_command(exec_url(cri, cid, ["cat"], stdin=True), transport, stdin=b"hi\n")
             assert (res.stdout, res.exit_code) == (b"hi\n", 0), transport
-            res = await run_command(exec_url(cri, cid, ["sh", "-c", "echo e >&2; exit 3"]), transport)  # type: ignore[arg-type]
+            res = await run_command(exec_url(cri, cid, ["sh", "-c", "echo e >&2; exit 3"]), transport)
             assert (res.stderr, res.exit_code, res.error) == (b"e\n", 3, None), transport
             session = await open_command(
                 exec_url(cri, cid, ["sh"], stdin=True, tty=True),
-                transport,  # type: ignore[arg-type]
+                transport,
                 stdin=True,
                 tty=True,
             )
@@ -152,5 +156,72 @@ def test_port_forward_through_the_daemon(cri: Any, registry: TestRegistry, tmp_p
         assert a.startswith(b"HTTP/1.") and a.endswith(b"hello-pf\n") and b == a
         [(c, ec)] = await ws_port_forward(pf_url(), [8080], [get])
         assert ec == b"" and c.endswith(b"hello-pf\n")
+
+    asyncio.run(main())
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")
+def test_kubectl_exec_and_port_forward_through_the_daemon(
+    cri: Any,
+    registry: TestRegistry,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """kubectl -> (API server stand-in doing the kubelet's part: the CRI RPC) -> our streaming server."""
+    pod_id, cid = running_container(cri, registry, ["sh", "-c", HTTPD])
+    exec_url(cri, cid, ["true"])  # skips if the streaming server is not wired
+    wait_until(
+        lambda: exec_sync(cri, cid, ["wget", "-q", "-O", "-", "http://127.0.0.1:8080/"]).exit_code == 0
+    )
+
+    def make_url(kind: str, query: dict[str, list[str]]) -> str:
+        def flag(name: str) -> bool:
+            return query.get(name, ["false"])[0] == "true"
+
+        if kind == "exec":
+            tty = flag("tty")
+            request = api_pb2.ExecRequest(
+                container_id=cid,
+                cmd=query["command"],
+                tty=tty,
+                stdin=flag("stdin"),
+                stdout=flag("stdout"),
+                stderr=flag("stderr") and not tty,
+            )
+            return str(cri.runtime.Exec(request, timeout=10).url)
+        assert kind == "portforward"
+        return str(cri.runtime.PortForward(api_pb2.PortForwardRequest(pod_sandbox_id=pod_id), timeout=10).url)
+
+    async def main() -> None:
+        shim = KubectlShim(make_url)
+        await shim.start()
+        config = tmp_path / "kubeconfig"
+        config.write_text(shim.kubeconfig())
+        env = {**os.environ, "KUBECONFIG": str(config)}
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                "kubectl", "exec", "-i", "p", "--", "sh", "-c", "cat; exit 3",
+                env=env, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+            out, err = await asyncio.wait_for(proc.communicate(b"hi\n"), 30)
+            assert (proc.returncode, out) == (3, b"hi\n"), err
+            pf = await asyncio.create_subprocess_exec(
+                "kubectl", "port-forward", "p", ":8080",
+                env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+            try:
+                assert pf.stdout is not None
+                line = (await asyncio.wait_for(pf.stdout.readline(), 20)).decode()
+                match = re.match(r"Forwarding from 127\.0\.0\.1:(\d+) -> 8080", line)
+                assert match, line
+                reader, writer = await asyncio.open_connection("127.0.0.1", int(match.group(1)))
+                writer.write(b"GET / HTTP/1.0\r\n\r\n")
+                body = await asyncio.wait_for(reader.read(), 10)
+                writer.close()
+                assert body.endswith(b"hello-pf\n"), body
+            finally:
+                pf.kill()
+                await pf.wait()
+        finally:
+            await shim.stop()
 
     asyncio.run(main())
