@@ -170,6 +170,7 @@ def compare(args: argparse.Namespace) -> dict[str, Any]:
     started = time.monotonic()
     cgroup_parent = f"/cri-bench-{os.getpid()}"
     result: dict[str, Any] = {
+        "loadavg_start": Path("/proc/loadavg").read_text().split()[:3],
         "mode": "compare",
         "n": args.n,
         "warmup": args.warmup,
@@ -248,6 +249,7 @@ def compare(args: argparse.Namespace) -> dict[str, Any]:
                 log(f"LEFT BEHIND: {left}")
     result["wall_s"] = time.monotonic() - started
     result["machine"] = report.machine()
+    result["loadavg_end"] = Path("/proc/loadavg").read_text().split()[:3]
     return result
 
 
@@ -354,7 +356,9 @@ def docs_page(result: dict[str, Any], md: list[str], argv: list[str]) -> str:
                 "",
                 f"Latest run: {result['started']}, `hack/bench {' '.join(argv)}` "
                 f"(N={result['n']}, warm-up {result['warmup']}, {result.get('pods', 50)} pods), "
-                f"wall time {result['wall_s']:.0f} s.",
+                f"wall time {result['wall_s']:.0f} s; load average (1/5/15 min) "
+                f"{'/'.join(result.get('loadavg_start', []))} at the start, "
+                f"{'/'.join(result.get('loadavg_end', []))} at the end.",
                 "",
                 f"Machine: {machine['os']}, kernel {machine['kernel']}, {machine['cpu']}, {machine['memory']}; "
                 f"{machine['runc']}; {machine['conmon']}; {machine['containerd']}; Python {machine['python']}.",

@@ -74,3 +74,28 @@ def test_bench_endpoint_measures_cri_py(cri_factory: Any, registry: TestRegistry
         __import__("cri_py.api.api_pb2", fromlist=["x"]).ListPodSandboxRequest()
     )
     assert [p for p in listed.items if p.labels.get("cri-bench")] == []
+
+
+@pytest.mark.timeout(90)
+def test_bench_spans_breaks_rpcs_down(tmp_path: Path) -> None:
+    out = tmp_path / "results"
+    cmd = [sys.executable, str(REPO / "hack" / "bench"), "--spans", "--n", "1", "--warmup", "0"]
+    cmd += ["--out", str(out), "--workdir-base", str(tmp_path)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=80, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (report,) = out.glob("spans-*.json")
+    result = json.loads(report.read_text())
+    assert set(result) == {
+        "RunPodSandbox",
+        "CreateContainer",
+        "StartContainer",
+        "ExecSync",
+        "StopContainer",
+        "RemoveContainer",
+        "StopPodSandbox",
+        "RemovePodSandbox",
+    }
+    # the daemon ran under the span recorder: its runtime calls were seen inside the RPCs
+    assert any(key.startswith("proc runc start") for key in result["StartContainer"]["spans"])
+    assert any(key.startswith("proc conmon") for key in result["CreateContainer"]["spans"])
+    assert all(info["p50_ms"] > 0 for info in result.values())
