@@ -161,29 +161,63 @@ def running_registry(
         stop_registry(running.proc, running.registry.directory)
 
 
+class _Shared:
+    """One registry per kind per test process, however many modules import the fixtures.
+
+    A test module that imports a fixture defines its own copy of it, and pytest keeps a
+    session-scoped value per definition: without this, every importing module would start
+    (and keep until the end of the session) a registry of its own.
+    """
+
+    def __init__(self) -> None:
+        self._running: dict[str, tuple[contextlib.ExitStack, TestRegistry, int]] = {}
+
+    @contextlib.contextmanager
+    def use(self, kind: str, only: str, **kwargs: Any) -> Iterator[TestRegistry]:
+        if kind in self._running:
+            stack, reg, users = self._running[kind]
+            self._running[kind] = (stack, reg, users + 1)
+        else:
+            stack = contextlib.ExitStack()
+            reg = stack.enter_context(running_registry(only, **kwargs))
+            self._running[kind] = (stack, reg, 1)
+        try:
+            yield reg
+        finally:
+            stack, reg, users = self._running[kind]
+            if users == 1:
+                del self._running[kind]
+                stack.close()
+            else:
+                self._running[kind] = (stack, reg, users - 1)
+
+
+_SHARED = _Shared()
+
+
 @pytest.fixture(scope="session")
 def registry() -> Iterator[TestRegistry]:
     """Anonymous registry with busybox, nonroot, layered, multiarch, zstd and dockerv2 (not bench)."""
-    with running_registry("busybox,nonroot,layered,multiarch,zstd,dockerv2") as reg:
+    with _SHARED.use("registry", "busybox,nonroot,layered,multiarch,zstd,dockerv2") as reg:
         yield reg
 
 
 @pytest.fixture(scope="session")
 def auth_registry() -> Iterator[TestRegistry]:
     """A registry that wants HTTP Basic credentials (`reg.user`), with busybox pushed."""
-    with running_registry("busybox", user=AUTH_USER) as reg:
+    with _SHARED.use("auth", "busybox", user=AUTH_USER) as reg:
         yield reg
 
 
 @pytest.fixture(scope="session")
 def bench_registry() -> Iterator[TestRegistry]:
     """A registry holding the 100 MB five-layer `bench` image (and busybox)."""
-    with running_registry("busybox,bench") as reg:
+    with _SHARED.use("bench", "busybox,bench") as reg:
         yield reg
 
 
 @pytest.fixture(scope="session")
 def tls_registry() -> Iterator[TestRegistry]:
     """A registry serving https with a self-signed certificate (`reg.ca`), with busybox pushed."""
-    with running_registry("busybox", tls=True) as reg:
+    with _SHARED.use("tls", "busybox", tls=True) as reg:
         yield reg
