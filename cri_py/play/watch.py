@@ -14,6 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import grpc
+
 from cri_py.api import api_pb2
 from cri_py.play import translate
 from cri_py.play.probes import run_check
@@ -114,9 +116,14 @@ class PodWatcher:
             await self.start(tracked, count)
 
     async def sandbox_ready(self) -> bool:
-        resp = await self.player.cri.runtime.PodSandboxStatus(
-            api_pb2.PodSandboxStatusRequest(pod_sandbox_id=self.sandbox_id)
-        )
+        try:
+            resp = await self.player.cri.runtime.PodSandboxStatus(
+                api_pb2.PodSandboxStatusRequest(pod_sandbox_id=self.sandbox_id)
+            )
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.NOT_FOUND:
+                return False
+            raise
         return bool(resp.status.state == api_pb2.PodSandboxState.SANDBOX_READY)
 
     async def recreate_sandbox(self) -> None:
@@ -194,6 +201,13 @@ class PodWatcher:
         )
 
     async def probe_loop(self, tracked: Tracked, instance: StartedContainer, kind: str, probe: Any) -> None:
+        try:
+            await self._probe_loop(tracked, instance, kind, probe)
+        except grpc.aio.AioRpcError as exc:
+            # the container went away under the probe; the next tick sees what happened
+            self.say(f"{tracked.spec.name}: {kind} probe stopped: {exc.code().name}: {exc.details()}")
+
+    async def _probe_loop(self, tracked: Tracked, instance: StartedContainer, kind: str, probe: Any) -> None:
         await asyncio.sleep(probe.initial_delay_seconds or 0)
         failures = successes = 0
         while tracked.current is instance:
@@ -235,7 +249,17 @@ class PodWatcher:
         for tracked in self.apps.values():
             if tracked.current is None:
                 continue
-            status = await self.player.container_status(tracked.current.id)
+            try:
+                status = await self.player.container_status(tracked.current.id)
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() != grpc.StatusCode.NOT_FOUND:
+                    raise
+                # removed behind our back: kubelet starts a container that is not there
+                self.say(
+                    f"{tracked.spec.name}: container {tracked.current.id[:13]} is gone, starting it again"
+                )
+                await self.start(tracked, tracked.current.restart_count + 1)
+                continue
             text = container_state_text(status)
             if text != tracked.state:
                 message = short_message(status)
@@ -282,8 +306,13 @@ async def watch(player: Player, pods: list[Any], backoff_base: float, stop: asyn
             await watcher.adopt_or_start()
         while not stop.is_set():
             for watcher in watchers:
-                if not watcher.failed:
+                if watcher.failed:
+                    continue
+                try:
                     await watcher.tick()
+                except grpc.aio.AioRpcError as exc:
+                    # a runtime restarting is no reason to stop supervising
+                    watcher.say(f"runtime error: {exc.code().name}: {exc.details()}; retrying")
             try:
                 await asyncio.wait_for(stop.wait(), WATCH_INTERVAL)
             except TimeoutError:

@@ -351,3 +351,46 @@ def test_play_watch_recreates_a_sandbox_that_died(
     assert runs.read_text() == "run\nrun\n"  # the volume outlived the first sandbox
     play_env.play(manifest, "--down")
     assert play_env.leftovers() == []
+
+
+def test_play_watch_survives_a_runtime_restart(
+    cri: Any,
+    play_env: PlayEnv,
+    registry: TestRegistry,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    doc = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "steady"},
+        "spec": {
+            "terminationGracePeriodSeconds": 1,
+            "containers": [
+                {
+                    "name": "app",
+                    "image": registry.busybox,
+                    "command": ["sh", "-c", 'trap "exit 0" TERM; while true; do sleep 0.1; done'],
+                    "readinessProbe": {"exec": {"command": ["true"]}, "periodSeconds": 1},
+                }
+            ],
+        },
+    }
+    manifest = write_manifest(tmp_path / "steady.yaml", [doc])
+    watch = Watch(play_env, manifest)
+    try:
+        watch.wait_line("app: ready")
+        cri.restart()
+        (container,) = cri.runtime.ListContainers(api_pb2.ListContainersRequest(), timeout=10).containers
+        assert container.state == api_pb2.CONTAINER_RUNNING and container.metadata.attempt == 0
+        # the watcher still supervises through the restarted daemon: a container that stops comes back
+        cri.runtime.ExecSync(
+            api_pb2.ExecSyncRequest(container_id=container.id, cmd=["kill", "1"], timeout=10), timeout=30
+        )
+        watch.wait_line("app: Running -> Exited(0, Completed)")
+        watch.wait_line("started steady/app")
+        assert watch.interrupt() == 0
+    finally:
+        watch.kill()
+    assert not any("re-creating" in line for line in watch.lines)
+    play_env.play(manifest, "--down")
+    assert play_env.leftovers() == []
