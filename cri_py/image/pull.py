@@ -29,10 +29,11 @@ from cri_py.image.content import ContentStore, DigestMismatch, chain_ids
 from cri_py.image.local import diff_ids_of, parse_manifest
 from cri_py.image.pipe import ChunkPipe, ReaderGone
 from cri_py.image.reference import Reference
-from cri_py.image.registry import RegistryClient, RegistrySession
+from cri_py.image.registry import RegistryClient, RegistrySession, read_limited
 from cri_py.image.unpack import Readable, UnpackLimits, UnpackResult, unpack_file, unpack_layer
 
 MAX_CONCURRENT_LAYERS = 4
+CONFIG_MAX = 8 << 20
 T = TypeVar("T")
 _CHUNK = 1 << 20
 
@@ -202,12 +203,12 @@ class Puller:
         digest = desc["digest"]
         if self.content.has_blob(digest):
             return await asyncio.to_thread(self.content.read_blob, digest)
+        if int(desc.get("size", 0)) > CONFIG_MAX:
+            raise Internal(f"{session.describe()}: image config {digest} is larger than {CONFIG_MAX} bytes")
         async with session.blob(digest) as resp:
-            data = await resp.aread()
+            data = await read_limited(resp, CONFIG_MAX, session.describe())
         if _digest(data) != digest or len(data) != int(desc.get("size", len(data))):
-            raise DigestMismatch(
-                f"registry {session.ref.domain} ({session.ref}): config {digest} does not verify"
-            )
+            raise DigestMismatch(f"{session.describe()}: image config {digest} does not verify")
         return data
 
     async def _layer(self, session: RegistrySession, desc: dict[str, Any], diff_id: str, chain: str) -> None:

@@ -302,7 +302,7 @@ class RegistrySession:
                 async with self._request(ep, "GET", f"manifests/{target}", {"Accept": mt.ACCEPT}) as resp:
                     if resp.status_code != 200:
                         raise await self._error(ep, resp, f"manifest {target}")
-                    body = await _read_limited(resp, _MANIFEST_MAX, self._what(ep))
+                    body = await read_limited(resp, _MANIFEST_MAX, self._what(ep))
                     media_type = resp.headers.get("content-type", "").split(";")[0].strip()
             except (Unavailable, RegistryNotFound, RegistryError, RegistryAuthError) as exc:
                 errors.append(str(exc))
@@ -347,12 +347,12 @@ def _certificate_rejected(exc: BaseException) -> bool:
     return False
 
 
-async def _read_limited(resp: httpx.Response, limit: int, what: str) -> bytes:
+async def read_limited(resp: httpx.Response, limit: int, what: str) -> bytes:
     chunks: list[bytes] = []
     total = 0
     async for chunk in resp.aiter_raw():
         total += len(chunk)
         if total > limit:
-            raise RegistryError(f"{what}: manifest larger than {limit} bytes")
+            raise RegistryError(f"{what}: response larger than {limit} bytes")
         chunks.append(chunk)
     return b"".join(chunks)
