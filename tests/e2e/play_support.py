@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 import time
@@ -56,6 +57,8 @@ class PlayEnv:
 
     def cleanup(self) -> None:
         """--down for everything played, so a failed test leaves no pods, mounts or cgroups."""
+        pods_dir = self.volume_root / "pods"
+        uids = [p.name for p in pods_dir.iterdir()] if pods_dir.is_dir() else []
         for manifest in self.played:
             subprocess.run(
                 self.args(str(manifest), "--down", "--grace-period", "0"),
@@ -63,6 +66,11 @@ class PlayEnv:
                 cwd=REPO,
                 timeout=120,
             )
+        # should --down itself have failed: the pod cgroups kubelet's layout put under /kubepods
+        for uid in uids:
+            for cgroup in Path("/sys/fs/cgroup").glob(f"*/kubepods/**/pod{uid}"):
+                with contextlib.suppress(OSError):
+                    cgroup.rmdir()
 
     def leftovers(self) -> list[str]:
         found = [str(p) for p in self.volume_root.rglob("*")] if self.volume_root.exists() else []
