@@ -198,3 +198,23 @@ def test_blob_redirect_to_storage_drops_the_token() -> None:
     assert asyncio.run(run()) == b"blob-bytes"
     storage = [r for r in seen if r.url.host == "storage.example"]
     assert len(storage) == 1 and "authorization" not in storage[0].headers
+
+
+def test_identity_token_uses_the_refresh_grant() -> None:
+    reg = ScriptedRegistry()
+    creds = Credentials.from_auth(api_pb2.AuthConfig(identity_token="refresh-me"))
+    # the scripted token server reads the scope from the query; a POST carries it in the form
+    reg_call = reg.__call__
+
+    def post_aware(request: httpx.Request) -> httpx.Response:
+        if request.url.host == "auth.example" and request.method == "POST":
+            form = dict(x.split("=", 1) for x in request.content.decode().split("&"))
+            assert form["grant_type"] == "refresh_token" and form["refresh_token"] == "refresh-me"
+            scope = form["scope"].replace("%3A", ":").replace("%2F", "/")
+            reg.token_requests.append(request)
+            return httpx.Response(200, json={"access_token": f"tok:{scope}", "expires_in": 300})
+        return reg_call(request)
+
+    client = RegistryClient(Config(), transport=httpx.MockTransport(post_aware))
+    assert fetch(client, "reg.example/app", creds) == MANIFEST
+    assert [r.method for r in reg.token_requests] == ["POST"]
