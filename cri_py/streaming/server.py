@@ -44,6 +44,7 @@ SPDY_REMOTECOMMAND_PROTOCOLS = (
 SPDY_PORTFORWARD_PROTOCOLS = ("portforward.k8s.io",)
 STREAM_CREATION_TIMEOUT = 30.0
 MAX_HEAD = 64 * 1024
+HEAD_TIMEOUT = 30.0
 
 _KIND = {ExecRequest: "exec", AttachRequest: "attach", PortForwardRequest: "portforward"}
 
@@ -125,7 +126,7 @@ class StreamingServer:
     async def _serve_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             await self._handle(reader, writer)
-        except (ConnectionError, asyncio.IncompleteReadError, h11.ProtocolError) as e:
+        except (ConnectionError, TimeoutError, asyncio.IncompleteReadError, h11.ProtocolError) as e:
             log.debug("streaming connection ended: %s", e)
         except Exception:
             log.exception("streaming connection failed")
@@ -141,7 +142,8 @@ class StreamingServer:
         while request is None:
             event = conn.next_event()
             if event is h11.NEED_DATA:
-                data = await reader.read(65536)
+                # A client that never finishes its request must not hold a task forever.
+                data = await asyncio.wait_for(reader.read(65536), HEAD_TIMEOUT)
                 if len(raw) > MAX_HEAD:
                     return await _respond(writer, conn, 431, b"request head too large")
                 raw += data

@@ -413,6 +413,12 @@ class SpdyPortForwardClient:
         self._reader.cancel()
         await asyncio.gather(self._reader, return_exceptions=True)
 
+    async def abort(self) -> None:
+        """Drop the TCP connection without any goodbye."""
+        self._writer.transport.abort()
+        self._session.closed = True
+        await self.close()
+
 
 async def ws_port_forward(
     url: str, ports: list[int], payloads: list[bytes], wait_s: float = 10

@@ -7,6 +7,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from websockets.asyncio.client import connect
+from websockets.typing import Subprotocol
 
 from cri_py.streaming.backend import PortForwardTarget
 from cri_py.streaming.requests import PortForwardRequest
@@ -18,6 +20,7 @@ from tests.e2e.streaming_env import (
     run,
     start_server,
     threads_in_foreign_netns,
+    wait_until,
 )
 
 # Two echo servers inside the namespace: port 7001 upper-cases, 7002 prefixes; both on
@@ -78,6 +81,38 @@ def test_websocket_two_ports(netns: PortForwardTarget, tmp_path: Path) -> None:
             url = server.url_for(PortForwardRequest(netns, "pod"))
             results = await ws_port_forward(url, [7001, 7002], [b"ws\n", b"y\n"])
             assert results == [(b"WS\n", b""), (b"seven:y\n", b"")]
+        finally:
+            await server.stop()
+
+    run(main())
+
+
+@pytest.mark.parametrize("transport", ["spdy", "websocket"])
+def test_client_vanishing_mid_connection_closes_the_pod_side(
+    netns: PortForwardTarget, tmp_path: Path, transport: str
+) -> None:
+    async def main() -> None:
+        server = await start_server(tmp_path)
+        try:
+            warm_up = await SpdyPortForwardClient.connect(server.url_for(PortForwardRequest(netns, "pod")))
+            await warm_up.close()
+            before = open_fds()
+            url = server.url_for(PortForwardRequest(netns, "pod"))
+            if transport == "spdy":
+                client = await SpdyPortForwardClient.connect(url)
+                _, data = await client.open(7001)
+                await data.write(b"no newline, the pod side keeps waiting")
+                await asyncio.to_thread(wait_until, lambda: open_fds() > before)
+                await client.abort()
+            else:
+                ws = await connect(
+                    url.replace("http://", "ws://") + "?port=7001",
+                    subprotocols=[Subprotocol("v4.channel.k8s.io")],
+                )
+                await ws.send(b"\x00no newline")
+                await asyncio.to_thread(wait_until, lambda: open_fds() > before + 1)
+                ws.transport.abort()
+            await asyncio.to_thread(wait_until, lambda: open_fds() <= before)
         finally:
             await server.stop()
 
