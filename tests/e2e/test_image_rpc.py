@@ -182,3 +182,18 @@ def test_images_survive_a_daemon_restart(cri: Any, registry: TestRegistry) -> No
     cri.restart()
     assert status(cri, registry.nonroot).image == before
     assert status(cri, "localhost/cri-py/pause:3.10").image.pinned
+
+
+def test_stream_images_matches_list(cri: Any, registry: TestRegistry) -> None:  # noqa: F811
+    pull(cri, registry.busybox)
+    pull(cri, registry.nonroot)
+    streamed = [
+        img
+        for resp in cri.image.StreamImages(api_pb2.StreamImagesRequest(), timeout=10)
+        for img in resp.images
+    ]
+    assert sorted(i.id for i in streamed) == sorted(i.id for i in listed(cri))
+    req = api_pb2.StreamImagesRequest()
+    req.filter.image.image = registry.nonroot
+    only = [img for resp in cri.image.StreamImages(req, timeout=10) for img in resp.images]
+    assert [i.repo_tags[0] for i in only] == [registry.nonroot]
