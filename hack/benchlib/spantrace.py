@@ -92,8 +92,15 @@ def install() -> None:
     asyncio.events.Handle._run = timed_run  # type: ignore[method-assign]
 
 
+def experiments() -> None:
+    """A knob to try without editing the daemon: SPAN_SWITCH_INTERVAL (seconds, the GIL's)."""
+    if os.environ.get("SPAN_SWITCH_INTERVAL"):
+        sys.setswitchinterval(float(os.environ["SPAN_SWITCH_INTERVAL"]))
+
+
 if __name__ == "__main__":
     install()
+    experiments()
     sys.argv = ["cri-py", *sys.argv[2:]]
     from cri_py.cli import main
 
