@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,10 +14,10 @@ import pytest
 import yaml
 
 from cri_py.api import api_pb2
-from tests.e2e.play_support import PlayEnv, wait_for, write_manifest
+from tests.e2e.play_support import REPO, PlayEnv, wait_for, write_manifest
 from tests.e2e.registry_fixtures import TestRegistry, free_port, registry  # noqa: F401
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "conf" / "examples"
+EXAMPLES = REPO / "conf" / "examples"
 
 
 @pytest.fixture
@@ -95,3 +98,41 @@ def test_play_web_example_serves_page_and_down_leaves_nothing(
     assert play_env.leftovers() == []
     assert page() is None
     assert "NotFound" in play_env.play(manifest, "--status").stdout
+
+
+def test_play_web_example_as_make_run_serves_it(cri_factory: Any, tmp_path: Path) -> None:
+    """The README's minute: busybox imported by hack/prepare-run-images (no registry at all),
+    the example unchanged, the page on 127.0.0.1:8080."""
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", 8080))
+        except OSError:
+            pytest.skip("127.0.0.1:8080 is in use on this machine")
+    cri = cri_factory()
+    cri.stop()
+    subprocess.run(
+        [sys.executable, str(REPO / "hack" / "prepare-run-images"), "--config", str(cri.config_path)],
+        check=True,
+        capture_output=True,
+        cwd=REPO,
+        timeout=120,
+    )
+    cri.start()
+    env = PlayEnv(f"unix://{cri.socket}", tmp_path / "volumes", tmp_path / "pod-logs")
+    manifest = EXAMPLES / "web.yaml"
+    try:
+        up = env.play(manifest)
+        assert "pulling" not in up.stdout  # IfNotPresent, and present
+
+        def page() -> str | None:
+            try:
+                response = httpx.get("http://127.0.0.1:8080/", timeout=2)
+            except httpx.HTTPError:
+                return None
+            return response.text if response.status_code == 200 else None
+
+        assert "Hello from cri-py" in wait_for(page)
+        env.play(manifest, "--down")
+        assert env.leftovers() == []
+    finally:
+        env.cleanup()
