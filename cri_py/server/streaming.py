@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cri_py.api import api_pb2
+from cri_py.container.state import ContainerState
 from cri_py.errors import FailedPrecondition, InvalidArgument, Unavailable
 from cri_py.server.context import Context
 from cri_py.streaming.backend import AttachTarget, ExecTarget, PortForwardTarget
@@ -73,7 +74,7 @@ class StreamingHandlers:
         server = self._streaming_server()
         containers = self._containers()
         rec = containers.get(request.container_id)
-        if str(rec.state) != "running":
+        if rec.state != ContainerState.RUNNING:
             raise FailedPrecondition(f"container {rec.id} is not running")
         attach_socket, ctl_fifo, tty, stdin = containers.attach_target(rec.id)
         target = AttachTarget(
