@@ -81,7 +81,7 @@ class ContainerService:
                 if not rec.deleted:
                     self._spawn_cleanup(rec)
                 continue
-            if _is_conmon(rec.conmon_pid):
+            if _is_conmon(rec.conmon_pid, rec.id):
                 self._watch(rec)
             else:
                 # it exited while we were away: conmon left the exit file behind
@@ -319,6 +319,12 @@ class ContainerService:
             rec.started_at = started
             try:
                 await runtime.start(rec.id)
+            except Internal:
+                # a process that ran and exited at once may have been cleaned up under
+                # `runtime start` (runc then fails to remove its exec fifo): it did start
+                if not runtime.exit_file(rec.id).exists():
+                    rec.started_at = 0
+                    raise
             except BaseException:
                 rec.started_at = 0
                 raise
@@ -385,7 +391,7 @@ class ContainerService:
             # only a half-done create gets here alive: nothing else is waiting on it
             with contextlib.suppress(Exception):
                 await runtime.kill(rec.id, int(signal.SIGKILL), all_processes=True)
-            if rec.conmon_pid and _is_conmon(rec.conmon_pid):
+            if rec.conmon_pid and _is_conmon(rec.conmon_pid, rec.id):
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(exits.wait_pid_exit(rec.conmon_pid), 10.0)
         cleanup = self._watchers.get(f"cleanup-{rec.id}")
@@ -640,14 +646,16 @@ class ContainerService:
         )
 
 
-def _is_conmon(pid: int) -> bool:
+def _is_conmon(pid: int, cid: str = "") -> bool:
+    """Is `pid` still the conmon of this container (pids get reused across restarts)?"""
     if not exits.process_alive(pid):
         return False
     try:
-        with open(f"/proc/{pid}/comm") as f:
-            return f.read().strip() == "conmon"
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            argv = f.read().split(b"\0")
     except OSError:
         return False
+    return bool(argv) and argv[0].endswith(b"conmon") and (not cid or cid.encode() in argv)
 
 
 def _signal_enum(number: int) -> api_pb2.Signal:
