@@ -20,9 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+import httpx
+
 from cri_py.api import api_pb2
 from cri_py.config.model import Config
-from cri_py.errors import Internal, InvalidArgument, NotFound
+from cri_py.errors import Internal, InvalidArgument, NotFound, Unavailable
 from cri_py.image import mediatypes as mt
 from cri_py.image.auth import Credentials
 from cri_py.image.content import ContentStore, DigestMismatch, chain_ids
@@ -269,6 +271,8 @@ class Puller:
             except BaseException as exc:
                 pipe.abort(exc)
                 await asyncio.gather(worker, return_exceptions=True)
+                if isinstance(exc, httpx.HTTPError):
+                    raise Unavailable(f"{what}: layer {digest}: download failed: {exc}") from exc
                 raise
             try:
                 got_digest, got_size, result = await worker

@@ -151,7 +151,10 @@ class RegistryClient:
             return f"Bearer {creds.registry_token}"
         realm = challenge.params.get("realm", "")
         service = challenge.params.get("service", "")
-        scope = challenge.params.get("scope") or f"repository:{repo_path}:pull"
+        scope = challenge.params.get("scope", "")
+        if f":{repo_path}:" not in scope:
+            # a challenge remembered from another repository of this host: ask for this one
+            scope = f"repository:{repo_path}:pull"
         key = (realm, service, scope, creds.key())
         cached = self._tokens.get(key)
         if cached is not None and cached.expires > time.monotonic():
@@ -350,9 +353,12 @@ def _certificate_rejected(exc: BaseException) -> bool:
 async def read_limited(resp: httpx.Response, limit: int, what: str) -> bytes:
     chunks: list[bytes] = []
     total = 0
-    async for chunk in resp.aiter_raw():
-        total += len(chunk)
-        if total > limit:
-            raise RegistryError(f"{what}: response larger than {limit} bytes")
-        chunks.append(chunk)
+    try:
+        async for chunk in resp.aiter_raw():
+            total += len(chunk)
+            if total > limit:
+                raise RegistryError(f"{what}: response larger than {limit} bytes")
+            chunks.append(chunk)
+    except httpx.HTTPError as exc:
+        raise Unavailable(f"{what}: reading the response failed: {exc}") from exc
     return b"".join(chunks)
