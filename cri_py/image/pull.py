@@ -214,12 +214,14 @@ class Puller:
         return data
 
     async def _layer(self, session: RegistrySession, desc: dict[str, Any], diff_id: str, chain: str) -> None:
-        task = self._layers.get(chain)
+        # the same content may come as differently compressed blobs: both must be stored
+        key = f"{desc['digest']} {chain}"
+        task = self._layers.get(key)
         if task is None:
             task = asyncio.create_task(self._fetch_layer(session, desc, diff_id, chain))
-            self._layers[chain] = task
+            self._layers[key] = task
             task.add_done_callback(
-                lambda t: self._layers.pop(chain, None) if self._layers.get(chain) is t else None
+                lambda t: self._layers.pop(key, None) if self._layers.get(key) is t else None
             )
         await asyncio.shield(task)
 
