@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import h11
@@ -71,8 +72,10 @@ class StreamingServer:
         port: int = 0,
         token_ttl: float = TOKEN_TTL,
         max_in_flight: int = MAX_IN_FLIGHT,
+        scratch_dir: Path | None = None,
     ) -> None:
         self._backend = backend
+        self._scratch_dir = scratch_dir
         self._address = address
         self._port = port
         self._cache: RequestCache[StreamRequest] = RequestCache(ttl=token_ttl, max_in_flight=max_in_flight)
@@ -83,10 +86,18 @@ class StreamingServer:
     @classmethod
     def from_config(cls, config: Config) -> StreamingServer:
         """The daemon's server: exec scratch files live under the run dir."""
-        backend = OciStreamingBackend(config.run_dir / "exec")
-        return cls(backend, address=config.streaming.address, port=config.streaming.port)
+        scratch = config.run_dir / "exec"
+        return cls(
+            OciStreamingBackend(scratch),
+            address=config.streaming.address,
+            port=config.streaming.port,
+            scratch_dir=scratch,
+        )
 
     async def start(self) -> None:
+        if self._scratch_dir is not None:
+            # Exec specs and pid files of sessions a previous daemon left when it died.
+            await asyncio.to_thread(_clear_scratch, self._scratch_dir)
         self._server = await asyncio.start_server(self._on_connection, self._address, self._port)
         host, port = self._server.sockets[0].getsockname()[:2]
         self._port = port
@@ -380,6 +391,12 @@ class StreamingServer:
             await remotecommand.serve(
                 channels, open_attach, wait_first_resize=False, end_with_stdin=end_with_stdin
             )
+
+
+def _clear_scratch(directory: Path) -> None:
+    if directory.is_dir():
+        for leftover in directory.glob("exec-*"):
+            leftover.unlink(missing_ok=True)
 
 
 async def _until_either(reader: Awaitable[None], work: Awaitable[None]) -> None:

@@ -9,6 +9,8 @@ from typing import Any
 import pytest
 from websockets.asyncio.client import connect
 
+from cri_py.config.model import Config, StreamingConfig
+from cri_py.errors import ResourceExhausted
 from cri_py.streaming import spdy
 from cri_py.streaming.backend import AttachTarget, ExecTarget, PortForwardTarget, StdioSession, TerminalSize
 from cri_py.streaming.requests import AttachRequest, ExecRequest, PortForwardRequest
@@ -226,3 +228,30 @@ def test_websocket_port_forward_reports_dial_errors() -> None:
         assert data == b"" and error == b"no pods here"
 
     serve(test)
+
+
+def test_server_from_config_clears_scratch_and_listens_where_configured(tmp_path: Path) -> None:
+    scratch = tmp_path / "exec"
+    scratch.mkdir()
+    (scratch / "exec-abc-123.json").write_text("{}")
+    (scratch / "keep.txt").write_text("not ours")
+    config = Config(run_dir=tmp_path, streaming=StreamingConfig(address="127.0.0.1", port=0))
+
+    async def main() -> None:
+        server = StreamingServer.from_config(config)
+        await server.start()
+        try:
+            assert server.base_url == f"http://127.0.0.1:{server.port}" and server.port > 0
+            assert sorted(p.name for p in scratch.iterdir()) == ["keep.txt"]
+        finally:
+            await server.stop()
+
+    asyncio.run(main())
+
+
+def test_in_flight_bound_is_resource_exhausted() -> None:
+    server = StreamingServer(FakeBackend(), max_in_flight=2)
+    server.url_for(request(0))
+    server.url_for(request(0))
+    with pytest.raises(ResourceExhausted):
+        server.url_for(request(0))
