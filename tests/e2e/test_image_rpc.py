@@ -11,7 +11,7 @@ import grpc
 import pytest
 
 from cri_py.api import api_pb2
-from tests.e2e.registry_fixtures import TestRegistry, auth_registry, registry  # noqa: F401
+from tests.e2e.registry_fixtures import TestRegistry, auth_registry, registry, token_registry  # noqa: F401
 
 
 def spec(ref: str) -> api_pb2.ImageSpec:
@@ -197,3 +197,20 @@ def test_stream_images_matches_list(cri: Any, registry: TestRegistry) -> None:  
     req.filter.image.image = registry.nonroot
     only = [img for resp in cri.image.StreamImages(req, timeout=10) for img in resp.images]
     assert [i.repo_tags[0] for i in only] == [registry.nonroot]
+
+
+def test_pull_with_bearer_tokens(cri_factory: Any, token_registry: TestRegistry) -> None:  # noqa: F811
+    cri = cri_factory(token_registry.daemon_overrides(mirror_upstreams=False))
+    server = token_registry.token_server
+    with pytest.raises(grpc.RpcError) as err:
+        pull(cri, token_registry.busybox)
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "token server" in (err.value.details() or "")
+    server.requests.clear()
+    user, password = token_registry.user or ("", "")
+    auth = api_pb2.AuthConfig(username=user, password=password)
+    assert pull(cri, token_registry.busybox, auth) == token_registry.busybox_id
+    # one token for the repository, reused for the manifest, the config and the layer
+    assert len(server.requests) == 1
+    assert server.requests[0]["params"]["scope"] == ["repository:busybox:pull"]
+    assert server.requests[0]["params"]["service"] == ["cri-py-test"]
