@@ -379,6 +379,26 @@ class PodService:
         pod.state = state
         self._pods.put(pod)
 
+    # ---- UpdatePodSandboxResources -----------------------------------------------------
+
+    def update_resources(
+        self,
+        pod_id: str,
+        overhead: api_pb2.LinuxContainerResources | None,
+        resources: api_pb2.LinuxContainerResources | None,
+    ) -> None:
+        """kubelet resized the pod cgroup itself; we keep the config in step (best effort)."""
+        if not pod_id:
+            raise InvalidArgument("pod sandbox id is required")
+        pod = self.get(pod_id)
+        cfg = pod.config()
+        if overhead is not None:
+            cfg.linux.overhead.CopyFrom(overhead)
+        if resources is not None:
+            cfg.linux.resources.CopyFrom(resources)
+        pod.config_b64 = encode_config(cfg)
+        self._pods.put(pod)
+
     # ---- Status / List -----------------------------------------------------------------
 
     def require_ready(self, pod_id: str) -> SandboxRecord:

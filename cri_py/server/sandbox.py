@@ -61,6 +61,16 @@ class SandboxHandlers:
         flt = request.filter if request.HasField("filter") else None
         return api_pb2.ListPodSandboxResponse(items=self._pods().list(flt))
 
+    async def UpdatePodSandboxResources(
+        self, request: api_pb2.UpdatePodSandboxResourcesRequest, context: Context
+    ) -> api_pb2.UpdatePodSandboxResourcesResponse:
+        self._pods().update_resources(
+            request.pod_sandbox_id,
+            request.overhead if request.HasField("overhead") else None,
+            request.resources if request.HasField("resources") else None,
+        )
+        return api_pb2.UpdatePodSandboxResourcesResponse()
+
     async def PodSandboxStats(
         self, request: api_pb2.PodSandboxStatsRequest, context: Context
     ) -> api_pb2.PodSandboxStatsResponse:

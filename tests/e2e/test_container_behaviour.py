@@ -197,6 +197,11 @@ def test_update_resources_and_stats(cri: Any, registry: TestRegistry, tmp_path: 
     assert pstats.linux.process.process_count.value >= 1
     assert [c.attributes.id for c in pstats.linux.containers] == [cid]
     assert pstats.linux.network.default_interface.name == "eth0"
+    assert pstats.linux.network.default_interface.rx_bytes.value > 0
+    listed_pods = cri.runtime.ListPodSandboxStats(
+        api_pb2.ListPodSandboxStatsRequest(filter=api_pb2.PodSandboxStatsFilter(id=pod[0][:12])), timeout=10
+    ).stats
+    assert [p.attributes.id for p in listed_pods] == [pod[0]]
 
 
 def test_reopen_container_log(cri: Any, registry: TestRegistry, tmp_path: Path) -> None:

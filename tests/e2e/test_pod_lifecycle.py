@@ -46,6 +46,14 @@ def test_pod_and_container_lifecycle(cri: Any, registry: TestRegistry, tmp_path:
     assert pst.network.ip.startswith("10.214.0.")
     assert pst.created_at > 0
 
+    # kubelet resized the pod cgroup: best effort, accepted
+    cri.runtime.UpdatePodSandboxResources(
+        api_pb2.UpdatePodSandboxResourcesRequest(
+            pod_sandbox_id=pod_id, resources=api_pb2.LinuxContainerResources(cpu_shares=256)
+        ),
+        timeout=10,
+    )
+
     ccfg = container_config(
         registry.busybox,
         ["sh", "-c", "trap 'exit 3' TERM; echo started; while true; do sleep 0.1; done"],
