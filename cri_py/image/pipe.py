@@ -21,7 +21,7 @@ class PipeAborted(Exception):
 
 
 class ChunkPipe:
-    def __init__(self, loop: asyncio.AbstractEventLoop, high_water: int = 16 << 20) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, high_water: int = 4 << 20) -> None:
         self._loop = loop
         self._high = high_water
         self._chunks: deque[memoryview] = deque()
