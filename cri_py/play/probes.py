@@ -41,11 +41,17 @@ async def exec_check(cri: CriClient, container_id: str, probe: Any) -> tuple[boo
     return True, ""
 
 
+def _reason(exc: BaseException, limit: float) -> str:
+    if isinstance(exc, TimeoutError):
+        return f"timed out after {limit:g}s"
+    return str(exc) or type(exc).__name__
+
+
 async def tcp_check(host: str, port: int, limit: float) -> tuple[bool, str]:
     try:
         _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), limit)
     except (OSError, TimeoutError) as exc:
-        return False, f"dial tcp {host}:{port}: {exc}"
+        return False, f"dial tcp {host}:{port}: {_reason(exc, limit)}"
     writer.close()
     return True, ""
 
@@ -66,7 +72,7 @@ async def http_check(host: str, port: int, action: Any, limit: float) -> tuple[b
         finally:
             writer.close()
     except (OSError, TimeoutError) as exc:
-        return False, f"GET http://{host}:{port}{path}: {exc}"
+        return False, f"GET http://{host}:{port}{path}: {_reason(exc, limit)}"
     parts = line.decode(errors="replace").split()
     code = int(parts[1]) if len(parts) >= 2 and parts[1].isdigit() else 0
     if 200 <= code < 400:

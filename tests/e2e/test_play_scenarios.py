@@ -394,3 +394,52 @@ def test_play_watch_survives_a_runtime_restart(
     assert not any("re-creating" in line for line in watch.lines)
     play_env.play(manifest, "--down")
     assert play_env.leftovers() == []
+
+
+def test_play_watch_http_and_tcp_probes_reach_the_pod(
+    cri: Any,
+    play_env: PlayEnv,
+    registry: TestRegistry,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    doc = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "probed"},
+        "spec": {
+            "terminationGracePeriodSeconds": 1,
+            "containers": [
+                {
+                    "name": "web",
+                    "image": registry.busybox,
+                    "command": [
+                        "sh",
+                        "-c",
+                        "mkdir -p /www && echo ok > /www/index.html && exec httpd -f -p 80 -h /www",
+                    ],
+                    "ports": [{"name": "http", "containerPort": 80}],
+                    "readinessProbe": {"httpGet": {"path": "/", "port": "http"}, "periodSeconds": 1},
+                    # nothing listens on 81: the tcp check must fail and the container be restarted
+                    "livenessProbe": {
+                        "tcpSocket": {"port": 81},
+                        "initialDelaySeconds": 1,
+                        "periodSeconds": 1,
+                        "failureThreshold": 2,
+                    },
+                }
+            ],
+        },
+    }
+    manifest = write_manifest(tmp_path / "probed.yaml", [doc])
+    watch = Watch(play_env, manifest, "--backoff", "0.2")
+    try:
+        watch.wait_line("web: ready")
+        failed = watch.wait_line("web: liveness probe failed: dial tcp 10.214.0.")
+        assert ":81:" in failed
+        watch.wait_line("web: failed liveness probe, will be restarted")
+        watch.wait_line("started probed/web")
+        assert watch.interrupt() == 0
+    finally:
+        watch.kill()
+    play_env.play(manifest, "--down")
+    assert play_env.leftovers() == []
