@@ -50,8 +50,13 @@ class ContainerRecord:
         return container_name_key(self.pod_id, self.name, self.attempt)
 
     def config(self) -> api_pb2.ContainerConfig:
+        """The parsed config, cached: the List RPCs read it for every record (do not mutate)."""
+        cached = self.__dict__.get("_parsed")
+        if cached is not None and cached[0] is self.config_b64:
+            return cached[1]  # type: ignore[no-any-return]
         cfg = api_pb2.ContainerConfig()
         cfg.ParseFromString(base64.b64decode(self.config_b64))
+        self.__dict__["_parsed"] = (self.config_b64, cfg)
         return cfg
 
     def resources(self) -> api_pb2.LinuxContainerResources:

@@ -63,6 +63,8 @@ class ContainerService:
         self._watchers: dict[str, asyncio.Task[None]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._cpu_samples: dict[str, CpuSample] = {}
+        # each container's OCI process (what exec starts from), read once from its bundle
+        self._processes: dict[str, dict[str, Any]] = {}
         self.bundles_dir = config.run_dir / "containers"
         self.persist_dir = config.root / "containers"
         pods.containers = self
@@ -128,8 +130,14 @@ class ContainerService:
         if rec.state != ContainerState.RUNNING:
             raise FailedPrecondition(f"container {rec.id} is not running")
         runtime = self.runtime_of(rec)
-        spec = json.loads((rec.bundle_dir / "config.json").read_text())
-        return ExecTarget(runtime.binary, tuple(runtime.global_args()), rec.id, dict(spec["process"]))
+        return ExecTarget(runtime.binary, tuple(runtime.global_args()), rec.id, self._process(rec))
+
+    def _process(self, rec: ContainerRecord) -> dict[str, Any]:
+        process = self._processes.get(rec.id)
+        if process is None:
+            spec = json.loads((rec.bundle_dir / "config.json").read_text())
+            process = self._processes[rec.id] = dict(spec["process"])
+        return dict(process)
 
     def attach_target(self, cid: str) -> tuple[Path, Path, bool, bool]:
         """(conmon attach socket, ctl FIFO, tty, stdin) of a container."""
@@ -212,6 +220,7 @@ class ContainerService:
             rec.supplemental_groups = list(user.get("additionalGids", []))
             rec.cgroups_path = spec["linux"]["cgroupsPath"]
             await asyncio.to_thread(self._write_bundle, rec, spec)
+            self._processes[cid] = dict(spec["process"])
             marks.append(time.perf_counter())
             pid, conmon_pid = await runtime.create(
                 cid,
@@ -411,6 +420,7 @@ class ContainerService:
         self._inflight.forget(rec.id)
         self._exited.pop(rec.id, None)
         self._cpu_samples.pop(rec.id, None)
+        self._processes.pop(rec.id, None)
         self._locks.pop(rec.id, None)
 
     def _remove_files(self, rec: ContainerRecord, runtime: OciRuntime) -> None:
@@ -523,8 +533,7 @@ class ContainerService:
         rec = self.get(cid)
         if rec.state != ContainerState.RUNNING:
             raise NotFound(f"container {rec.id} is not created or running")
-        spec = json.loads(await asyncio.to_thread((rec.bundle_dir / "config.json").read_text))
-        process = dict(spec["process"])
+        process = self._process(rec)
         process["args"] = list(cmd)
         tty = bool(process.get("terminal", False))
         return await self.runtime_of(rec).exec_sync(rec.id, process, limit_s, tty=tty)

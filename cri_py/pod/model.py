@@ -44,8 +44,13 @@ class SandboxRecord:
         return name_key(self.name, self.namespace, self.uid, self.attempt)
 
     def config(self) -> api_pb2.PodSandboxConfig:
+        """The parsed config, cached: the List RPCs read it for every record (do not mutate)."""
+        cached = self.__dict__.get("_parsed")
+        if cached is not None and cached[0] is self.config_b64:
+            return cached[1]  # type: ignore[no-any-return]
         cfg = api_pb2.PodSandboxConfig()
         cfg.ParseFromString(base64.b64decode(self.config_b64))
+        self.__dict__["_parsed"] = (self.config_b64, cfg)
         return cfg
 
     @property

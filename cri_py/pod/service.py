@@ -391,7 +391,8 @@ class PodService:
         if not pod_id:
             raise InvalidArgument("pod sandbox id is required")
         pod = self.get(pod_id)
-        cfg = pod.config()
+        cfg = api_pb2.PodSandboxConfig()
+        cfg.CopyFrom(pod.config())  # the cached message stays untouched
         if overhead is not None:
             cfg.linux.overhead.CopyFrom(overhead)
         if resources is not None:
