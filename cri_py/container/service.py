@@ -237,6 +237,9 @@ class ContainerService:
             )
             marks.append(time.perf_counter())
             rec.pid, rec.conmon_pid = pid, conmon_pid
+            if self.pods.find(pod_id) is None:
+                # RemovePodSandbox ran meanwhile and could not see this container yet
+                raise NotFound(f"pod sandbox {pod_id} was removed during CreateContainer")
             rec.state = ContainerState.CREATED
             self._records.put(rec)
             marks.append(time.perf_counter())

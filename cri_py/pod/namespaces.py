@@ -19,8 +19,6 @@ from cri_py.storage import mount as sysmount
 _CLONE_NEWUTS = 0x04000000
 _CLONE_NEWIPC = 0x08000000
 _MS_BIND = 4096
-_MS_REC = 16384
-_MS_SHARED = 1 << 20
 _MS_NOSUID = 2
 _MS_NODEV = 4
 _MS_NOEXEC = 8
@@ -32,16 +30,6 @@ def _check(ret: int, what: str) -> None:
     if ret != 0:
         err = ctypes.get_errno()
         raise OSError(err, f"{what}: {os.strerror(err)}")
-
-
-def ensure_shared_dir(path: Path) -> None:
-    """Pins under a shared mount: unmounting a pin reaches copies in later mount namespaces."""
-    path.mkdir(parents=True, exist_ok=True)
-    if sysmount.is_mountpoint(path):
-        return
-    raw = str(path).encode()
-    _check(_libc.mount(raw, raw, b"none", _MS_BIND | _MS_REC, None), f"bind {path}")
-    _check(_libc.mount(b"", raw, b"none", _MS_SHARED | _MS_REC, None), f"share {path}")
 
 
 def pin_ipc_uts(ipc_pin: Path | None, uts_pin: Path | None, hostname: str) -> None:
