@@ -113,6 +113,8 @@ def test_unknown_and_invalid_references(cri: Any, registry: TestRegistry) -> Non
         pull(cri, "UPPER/Case")
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     remove(cri, f"{registry.host}/nothing:here")  # removing what is missing succeeds
+    remove(cri, "0" * 64)  # critest's unknown image, twice
+    remove(cri, "0" * 64)
 
 
 def test_remove_by_tag_removes_all_names(cri: Any, registry: TestRegistry) -> None:  # noqa: F811
