@@ -17,7 +17,7 @@ import secrets
 import shutil
 import socket
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -210,13 +210,18 @@ class PodService:
         self._pods.put(pod)
         self._names[pod.name_key] = pod_id
         try:
-            await asyncio.to_thread(self._make_files_and_namespaces, pod, config, host_net)
+            # the pod's files and IPC/UTS pins, and its network namespace, side by side
+            prepared: list[Awaitable[Any]] = [
+                asyncio.to_thread(self._make_files_and_namespaces, pod, config, host_net)
+            ]
             if not host_net:
-                from cri_py.network.netns import create_pinned_netns
+                from cri_py.network.netns import create_pinned_netns, pinned_netns_path
 
-                netns = await asyncio.to_thread(create_pinned_netns, self.config.run_dir, pod_id)
-                pod.netns_path = str(netns)
+                # recorded first: an unwind after a crash must find the pin
+                pod.netns_path = str(pinned_netns_path(self.config.run_dir, pod_id))
                 self._pods.put(pod)
+                prepared.append(asyncio.to_thread(create_pinned_netns, self.config.run_dir, pod_id))
+            await _all_settled(prepared)
             # CNI ADD and the pause process do not depend on each other
             work = []
             if not host_net and self.network is not None:
@@ -475,6 +480,14 @@ class PodService:
                     if any(labels.get(k) != v for k, v in flt.label_selector.items()):
                         continue
             yield pod
+
+
+async def _all_settled(work: list[Awaitable[Any]]) -> None:
+    """Wait for every piece (threads cannot be cancelled), then raise the first failure."""
+    results = await asyncio.gather(*work, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
 
 
 async def _all_or_cancel(work: list[Any]) -> None:
