@@ -26,6 +26,7 @@ from cri_py.network.manager import NetworkManager
 from cri_py.server.app import build_server
 from cri_py.storage.rootfs import RootfsManager
 from cri_py.store import Database
+from cri_py.streaming.server import StreamingServer
 
 log = logging.getLogger("cri_py.daemon")
 
@@ -49,7 +50,7 @@ class Daemon:
         self.network: NetworkManager | None = None
         self.pods: Any = None
         self.containers: Any = None
-        self.streaming: Any = None
+        self.streaming: StreamingServer | None = None
         self._server: grpc.aio.Server | None = None
         self._stopping = asyncio.Event()
 
@@ -98,6 +99,8 @@ class Daemon:
         self.images.in_use = self.containers.image_in_use
         await self.pods.recover()
         await self.containers.recover()
+        self.streaming = StreamingServer.from_config(config)
+        await self.streaming.start()
         # ---- end of services wiring ----------------------------------------------------------
         # after the pods are known: releases CNI attachments of pods that no longer exist
         await self.network.start(self._live_pod_ids)
@@ -127,6 +130,8 @@ class Daemon:
             await self._server.stop(grace=2.0)
             self._server = None
         # ---- services shutdown: each area stops its background work here ---------------------
+        if self.streaming is not None:
+            await self.streaming.stop()  # ends exec sessions before their containers' services go
         if self.containers is not None:
             await self.containers.close()
         if self.pods is not None:

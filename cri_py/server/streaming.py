@@ -39,7 +39,7 @@ class StreamingHandlers:
         server = self.daemon.streaming
         if server is None:
             raise Unavailable("the streaming server is not running")
-        return server  # type: ignore[no-any-return]
+        return server
 
     def _containers(self) -> Any:
         containers = self.daemon.containers
