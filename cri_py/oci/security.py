@@ -61,6 +61,18 @@ DEFAULT_READONLY_PATHS: tuple[str, ...] = (
 )
 
 
+def host_capabilities() -> frozenset[str]:
+    """The capabilities this process may hand on (its bounding set): asking runc for more
+    fails the create ("unable to apply caps"), as for CAP_SYS_RESOURCE on these machines."""
+    try:
+        with open("/proc/self/status") as status:
+            line = next(line for line in status if line.startswith("CapBnd:"))
+        mask = int(line.split()[1], 16)
+    except (OSError, StopIteration, ValueError, IndexError):
+        return frozenset(ALL_CAPABILITIES)
+    return frozenset(cap for bit, cap in enumerate(ALL_CAPABILITIES) if mask & (1 << bit))
+
+
 def normalize_capability(name: str) -> str:
     name = name.strip().upper()
     return name if name.startswith("CAP_") else f"CAP_{name}"

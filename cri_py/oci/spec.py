@@ -49,6 +49,8 @@ class PodContext:
 class HostFacts:
     cgroup_driver: str
     oom_score_adj_floor: int
+    # what the daemon itself holds; more cannot be granted
+    capabilities: frozenset[str] = frozenset(security.ALL_CAPABILITIES)
 
 
 def _mount(dest: str, typ: str, source: str, options: list[str]) -> dict[str, Any]:
@@ -208,6 +210,7 @@ def container_spec(
     caps = security.capability_set(
         list(sc.capabilities.add_capabilities), list(sc.capabilities.drop_capabilities), privileged
     )
+    caps = [c for c in caps if c in host.capabilities]
     user = resolve_user(
         rootfs,
         uid=sc.run_as_user.value if sc.HasField("run_as_user") else None,

@@ -28,6 +28,7 @@ from cri_py.oci import exits
 from cri_py.oci.cgroups import own_oom_score_adj
 from cri_py.oci.registry import RuntimeSet
 from cri_py.oci.runtime import OciRuntime
+from cri_py.oci.security import host_capabilities
 from cri_py.oci.spec import HostFacts, PodContext, infra_spec
 from cri_py.pod import files, namespaces
 from cri_py.pod.inflight import CreateCoalescer
@@ -69,7 +70,7 @@ class PodService:
         self.pods_dir = config.run_dir / "pods"
         self.ns_dir = config.run_dir / "nsfs"
         self.pause_rootfs = config.root / "pause-rootfs"
-        self.host = HostFacts(config.cgroup_driver, own_oom_score_adj())
+        self.host = HostFacts(config.cgroup_driver, own_oom_score_adj(), host_capabilities())
         self._tasks: set[asyncio.Task[Any]] = set()
 
     # ---- life cycle --------------------------------------------------------------------

@@ -238,3 +238,19 @@ def test_infra_spec(tmp_path: Path) -> None:
     assert spec["process"]["oomScoreAdj"] == 0  # -998 asked, clamped to what we may set
     assert spec["root"]["readonly"] is True
     assert {"type": "pid"} in spec["linux"]["namespaces"]
+
+
+def test_capabilities_limited_to_what_the_daemon_holds(tmp_path: Path) -> None:
+    cfg = api_pb2.ContainerConfig(command=["/x"])
+    cfg.linux.security_context.privileged = True
+    held = frozenset(security.ALL_CAPABILITIES) - {"CAP_SYS_RESOURCE"}
+    spec = container_spec(
+        cid=CID,
+        config=cfg,
+        image_config={},
+        rootfs=_rootfs(tmp_path),
+        pod=_pod(tmp_path, privileged=True),
+        host=HostFacts("cgroupfs", 0, held),
+    )
+    assert "CAP_SYS_RESOURCE" not in spec["process"]["capabilities"]["bounding"]
+    assert "CAP_SYS_ADMIN" in spec["process"]["capabilities"]["bounding"]
