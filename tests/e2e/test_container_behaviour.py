@@ -226,3 +226,51 @@ def test_reopen_container_log(cri: Any, registry: TestRegistry, tmp_path: Path) 
     time.sleep(0.3)
     assert rotated.stat().st_size == size
     assert "stdout F tick" in log_file.read_text()
+
+
+def test_list_filters(cri: Any, registry: TestRegistry, tmp_path: Path) -> None:
+    pod_a = _pod(cri, tmp_path)
+    pod_b = _pod(cri, tmp_path)
+    running = _running(cri, pod_a, registry.busybox, ["sleep", "3600"], name="run")
+    created = create_container(
+        cri, pod_b[0], pod_b[1], container_config(registry.busybox, ["true"], name="new")
+    )
+    wait_state(cri, running, api_pb2.CONTAINER_RUNNING)
+
+    def ids(**flt: Any) -> list[str]:
+        req = api_pb2.ListContainersRequest(filter=api_pb2.ContainerFilter(**flt))
+        return [c.id for c in cri.runtime.ListContainers(req, timeout=10).containers]
+
+    assert ids(pod_sandbox_id=pod_a[0]) == [running]
+    assert ids(id=created[:10]) == [created]
+    assert ids(state=api_pb2.ContainerStateValue(state=api_pb2.CONTAINER_CREATED)) == [created]
+    assert ids(label_selector={"ctr": "run"}) == [running]
+    assert ids(label_selector={"ctr": "run"}, pod_sandbox_id=pod_b[0]) == []
+    cri.runtime.StopPodSandbox(api_pb2.StopPodSandboxRequest(pod_sandbox_id=pod_a[0]), timeout=30)
+    not_ready = cri.runtime.ListPodSandbox(
+        api_pb2.ListPodSandboxRequest(
+            filter=api_pb2.PodSandboxFilter(
+                state=api_pb2.PodSandboxStateValue(state=api_pb2.SANDBOX_NOTREADY)
+            )
+        ),
+        timeout=10,
+    ).items
+    assert [p.id for p in not_ready] == [pod_a[0]]
+    # stopping the pod stopped its containers
+    assert status(cri, running).state == api_pb2.CONTAINER_EXITED
+    with pytest.raises(grpc.RpcError) as err:
+        create_container(cri, pod_a[0], pod_a[1], container_config(registry.busybox, ["true"], name="late"))
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+
+def test_log_size_limit(cri_factory: Any, registry: TestRegistry, tmp_path: Path) -> None:
+    cri = cri_factory({**registry.daemon_overrides(), "log_size_max": 4096})
+    pull(cri, registry.busybox)
+    pod = _pod(cri, tmp_path)
+    cid = _running(
+        cri, pod, registry.busybox, ["sh", "-c", "i=0; while [ $i -lt 2000 ]; do echo line-$i; i=$((i+1)); done"],
+        log_path="big.log",
+    )  # fmt: skip
+    wait_state(cri, cid, api_pb2.CONTAINER_EXITED)
+    text = (tmp_path / "logs" / "big.log").read_text()
+    assert len(text) <= 4096 and "line-1999" in text and "line-0\n" not in text
