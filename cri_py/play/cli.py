@@ -129,6 +129,7 @@ async def _run(args: argparse.Namespace, pods: list[Any], ctx: PlayContext) -> i
             pod_logs_dir=ctx.pod_logs_dir,
             cgroup_driver=await _cgroup_driver(cri),
             seen=ctx.seen,
+            cgroup_root=ctx.cgroup_root,
         )
         player = Player(cri, ctx, _say)
         if args.down:

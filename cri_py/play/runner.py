@@ -17,7 +17,7 @@ from typing import Any
 
 from cri_py.api import api_pb2
 from cri_py.errors import FailedPrecondition, NotFound
-from cri_py.play import translate, volumes
+from cri_py.play import cgroups, translate, volumes
 from cri_py.play.client import CriClient
 from cri_py.play.manifest import iter_containers
 from cri_py.play.probes import run_lifecycle_handler
@@ -126,6 +126,13 @@ class Player:
     ) -> tuple[str, api_pb2.PodSandboxConfig, tuple[str, ...]]:
         await asyncio.to_thread(volumes.setup_pod, pod, self.ctx)
         config = translate.sandbox_config(pod, self.ctx, attempt)
+        if self.ctx.cgroup_driver == "cgroupfs" and cgroups.is_cgroup_v1(self.ctx.cgroup_root):
+            await asyncio.to_thread(
+                cgroups.create_pod_cgroup,
+                config.linux.cgroup_parent,
+                cgroups.pod_cgroup_config(pod),
+                self.ctx.cgroup_root,
+            )
         resp = await self.cri.runtime.RunPodSandbox(
             api_pb2.RunPodSandboxRequest(config=config, runtime_handler=translate.runtime_handler(pod))
         )
@@ -311,7 +318,9 @@ class Player:
         if uid and teardown:
             await asyncio.to_thread(volumes.teardown_pod, uid, meta.namespace, meta.name, self.ctx)
             for level in QOS_LEVELS:
-                await asyncio.to_thread(volumes.remove_pod_cgroups, f"/kubepods/{level}pod{uid}")
+                await asyncio.to_thread(
+                    volumes.remove_pod_cgroups, f"/kubepods/{level}pod{uid}", self.ctx.cgroup_root
+                )
 
     async def down(self, namespace: str, name: str, grace: int) -> int:
         """Remove every sandbox of this pod; returns how many there were."""

@@ -52,6 +52,7 @@ class PlayContext:
     pod_logs_dir: str = "/var/log/pods"
     cgroup_driver: str = "cgroupfs"  # what the runtime's RuntimeConfig reports
     seen: str = ""  # kubernetes.io/config.seen, RFC 3339 UTC
+    cgroup_root: str = "/sys/fs/cgroup"  # where play makes (and removes) the pod cgroups
 
 
 def pod_dir(ctx: PlayContext, pod: Any) -> str:

@@ -80,6 +80,10 @@ def test_play_web_example_serves_page_and_down_leaves_nothing(
     assert (
         play_env.volume_root / "pods" / uid / "volumes" / "kubernetes.io~empty-dir" / "www" / "index.html"
     ).exists()
+    # kubelet's pod cgroup with the pod's CPU shares (250m requested), the runtime's cgroups inside
+    pod_cgroup = Path("/sys/fs/cgroup/cpu/kubepods/burstable") / f"pod{uid}"
+    assert (pod_cgroup / "cpu.shares").read_text().strip() == "256"
+    assert [p for p in pod_cgroup.iterdir() if p.is_dir()]
 
     table = play_env.play(manifest, "--status").stdout.splitlines()
     assert table[0].split()[:2] == ["POD", "SANDBOX"]

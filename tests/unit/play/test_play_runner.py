@@ -160,7 +160,12 @@ def make_player(
     tmp_path: Path, exit_codes: dict[str, int], present: set[str] | None = None
 ) -> tuple[Player, FakeCri]:
     cri = FakeCri(FakeRuntime(exit_codes), FakeImages(present if present is not None else {"img:1"}))
-    ctx = dataclasses.replace(CTX, root_dir=str(tmp_path / "root"), pod_logs_dir=str(tmp_path / "logs"))
+    ctx = dataclasses.replace(
+        CTX,
+        root_dir=str(tmp_path / "root"),
+        pod_logs_dir=str(tmp_path / "logs"),
+        cgroup_root=str(tmp_path / "cgroup"),
+    )
     lines: list[str] = []
     return Player(cri, ctx, lines.append), cri  # type: ignore[arg-type]
 
