@@ -167,6 +167,11 @@ class PodService:
         md = config.metadata
         if not md.name or not md.namespace or not md.uid:
             raise InvalidArgument("pod sandbox metadata needs name, namespace and uid")
+        ns_options = config.linux.security_context.namespace_options
+        # an absent message reads as mode POD (0): only an explicit request counts
+        if ns_options.HasField("userns_options") and ns_options.userns_options.mode == api_pb2.POD:
+            # Status advertises no user namespace support; say so rather than run unmapped
+            raise InvalidArgument("user namespaces (userns_options mode POD) are not supported")
         runtime = self.runtimes.get(runtime_handler)
         key = name_key(md.name, md.namespace, md.uid, md.attempt)
         claimed = self._inflight.claim(key)

@@ -112,6 +112,8 @@ def test_unknown_ids_and_missing_fields(cri: Any, registry: TestRegistry, tmp_pa
     rt.StopPodSandbox(api_pb2.StopPodSandboxRequest(pod_sandbox_id=ZERO_ID), timeout=10)
     rt.RemovePodSandbox(api_pb2.RemovePodSandboxRequest(pod_sandbox_id=ZERO_ID), timeout=10)
     bad_pod = api_pb2.PodSandboxConfig(metadata=api_pb2.PodSandboxMetadata(name="x"))
+    userns_pod = pod_config()
+    userns_pod.linux.security_context.namespace_options.userns_options.mode = api_pb2.POD
     for call in (
         lambda: rt.RunPodSandbox(api_pb2.RunPodSandboxRequest(config=bad_pod), timeout=10),
         lambda: rt.RunPodSandbox(api_pb2.RunPodSandboxRequest(), timeout=10),
@@ -120,6 +122,7 @@ def test_unknown_ids_and_missing_fields(cri: Any, registry: TestRegistry, tmp_pa
         lambda: rt.RunPodSandbox(
             api_pb2.RunPodSandboxRequest(config=pod_config(), runtime_handler="no-such-runtime"), timeout=10
         ),
+        lambda: rt.RunPodSandbox(api_pb2.RunPodSandboxRequest(config=userns_pod), timeout=10),
     ):
         with pytest.raises(grpc.RpcError) as err:
             call()
