@@ -79,6 +79,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         action="store_true",
         help="--compare: run cri-py under py-spy record; the profile goes to bench-results/",
     )
+    parser.add_argument(
+        "--cri-py-wrapper",
+        type=Path,
+        help="--compare/--spans: run cri-py under this Python file (it gets `<cri-py> serve --config F`), "
+        "to measure a patch before editing the daemon",
+    )
     parser.add_argument("--write-docs", action="store_true", help="--compare: also write docs/benchmarks.md")
     parser.add_argument("--out", type=Path, default=REPO / "bench-results")
     parser.add_argument("--workdir-base", type=Path, default=Path("/var/tmp"))
@@ -208,6 +214,9 @@ def compare(args: argparse.Namespace) -> dict[str, Any]:
                     result["profile"],
                     "--",
                 ]
+            if args.cri_py_wrapper:
+                wrapper += [sys.executable, str(args.cri_py_wrapper.resolve())]
+                result["cri_py_wrapper"] = str(args.cri_py_wrapper)
             cripy = CriPyDaemon(workdir / "cri-py", registry.host, net_py, cgroup_parent, wrapper=wrapper)
             cripy.start()
             peer = ContainerdPeer(workdir / "containerd", registry.host, images.pause, net_ctd)
@@ -298,7 +307,9 @@ def spans_mode(args: argparse.Namespace) -> int:
         net = bench_net("cripy", 1, workdir)
         span_file = workdir / "spans.jsonl"
         os.environ["SPAN_OUT"] = str(span_file)
-        wrapper = [sys.executable, str(Path(spans.__file__).with_name("spantrace.py"))]
+        # a --cri-py-wrapper of one's own must call spantrace.install() itself
+        script = args.cri_py_wrapper or Path(spans.__file__).with_name("spantrace.py")
+        wrapper = [sys.executable, str(Path(script).resolve())]
         cripy = CriPyDaemon(workdir / "cri-py", "", net, cgroup_parent, wrapper=wrapper)
         add_guard()
         try:
