@@ -34,7 +34,8 @@ from cri_py.image.reference import Reference
 from cri_py.image.registry import RegistryClient, RegistrySession, read_limited
 from cri_py.image.unpack import Readable, UnpackLimits, UnpackResult, unpack_file, unpack_layer
 
-MAX_CONCURRENT_LAYERS = 4
+# containerd downloads three at a time too; on two cores more unpackers only contend for the GIL
+MAX_CONCURRENT_LAYERS = 3
 CONFIG_MAX = 8 << 20
 T = TypeVar("T")
 _CHUNK = 1 << 20
