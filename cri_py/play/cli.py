@@ -22,7 +22,7 @@ from cri_py.play.client import DEFAULT_ENDPOINT, CriClient
 from cri_py.play.defaults import apply_defaults
 from cri_py.play.manifest import load_file
 from cri_py.play.node import probe_node
-from cri_py.play.runner import Player, PodFailed
+from cri_py.play.runner import Player, PodFailed, StartFailed
 from cri_py.play.translate import ImageFacts, PlayContext
 from cri_py.play.watch import watch
 
@@ -220,6 +220,10 @@ def main(argv: list[str]) -> int:
         if args.dry_run:
             return _dry_run(pods, ctx)
         return asyncio.run(_run(args, pods, ctx))
+    except StartFailed as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        print(f"what was created stays; `cri-py play --down {args.file}` removes it", file=sys.stderr)
+        return 1
     except CriError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -15,8 +15,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import grpc
+
 from cri_py.api import api_pb2
-from cri_py.errors import FailedPrecondition, NotFound
+from cri_py.errors import CriError, FailedPrecondition, NotFound
 from cri_py.play import cgroups, translate, volumes
 from cri_py.play.client import CriClient
 from cri_py.play.manifest import iter_containers
@@ -31,6 +33,16 @@ ContainerState = api_pb2.ContainerState
 
 class PodFailed(Exception):
     """The pod reached a state kubelet reports as failed (an init container failed for good)."""
+
+
+class StartFailed(CriError):
+    """A container could not be started; `reason` is kubelet's waiting reason for it."""
+
+    def __init__(self, reason: str, container: str, detail: str) -> None:
+        super().__init__(f"container {container!r}: {reason}: {detail}")
+        self.reason = reason
+        self.container = container
+        self.detail = detail
 
 
 @dataclass
@@ -151,7 +163,12 @@ class Player:
         pod_ips: tuple[str, ...],
         restart_count: int,
     ) -> StartedContainer:
-        image = await self.ensure_image(container, sandbox_config)
+        try:
+            image = await self.ensure_image(container, sandbox_config)
+        except grpc.aio.AioRpcError as exc:
+            raise StartFailed("ErrImagePull", container.name, f"{exc.code().name}: {exc.details()}") from None
+        except FailedPrecondition as exc:
+            raise StartFailed("ErrImageNeverPull", container.name, str(exc)) from None
         log_file = await asyncio.to_thread(
             volumes.setup_container, pod, container, self.ctx, self.random_id()
         )
@@ -168,12 +185,24 @@ class Player:
         for mount, sub_path in translate.volume_mounts(pod, container, self.ctx, env):
             if sub_path:
                 await asyncio.to_thread(volumes.make_sub_path, mount.host_path)
-        resp = await self.cri.runtime.CreateContainer(
-            api_pb2.CreateContainerRequest(
-                pod_sandbox_id=sandbox_id, config=config, sandbox_config=sandbox_config
+        try:
+            resp = await self.cri.runtime.CreateContainer(
+                api_pb2.CreateContainerRequest(
+                    pod_sandbox_id=sandbox_id, config=config, sandbox_config=sandbox_config
+                )
             )
-        )
-        await self.cri.runtime.StartContainer(api_pb2.StartContainerRequest(container_id=resp.container_id))
+        except grpc.aio.AioRpcError as exc:
+            raise StartFailed(
+                "CreateContainerError", container.name, f"{exc.code().name}: {exc.details()}"
+            ) from None
+        try:
+            await self.cri.runtime.StartContainer(
+                api_pb2.StartContainerRequest(container_id=resp.container_id)
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise StartFailed(
+                "RunContainerError", container.name, f"{exc.code().name}: {exc.details()}"
+            ) from None
         self.say(f"started {pod.metadata.name}/{container.name} ({resp.container_id[:13]})")
         post_start = container.lifecycle.post_start if container.lifecycle is not None else None
         if post_start is not None:

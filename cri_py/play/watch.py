@@ -19,7 +19,7 @@ import grpc
 from cri_py.api import api_pb2
 from cri_py.play import translate
 from cri_py.play.probes import run_check
-from cri_py.play.runner import Player, StartedContainer
+from cri_py.play.runner import Player, StartedContainer, StartFailed
 from cri_py.play.status import container_state_text, newest_per_name, short_message
 
 ContainerState = api_pb2.ContainerState
@@ -55,6 +55,7 @@ class Tracked:
     backoff: Backoff = field(default_factory=lambda: Backoff(10.0))
     ready: bool = False
     probe_tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    pending_count: int | None = None  # a start that failed: retried at restart_at with this count
 
 
 def should_restart(policy: str, exit_code: int) -> bool:
@@ -151,9 +152,18 @@ class PodWatcher:
             while True:
                 started = self.clock()
                 self.init_counts[container.name] = attempt
-                status = await self.player.run_init(
-                    self.pod, container, self.sandbox_id, self.sandbox_config, self.ips, attempt
-                )
+                try:
+                    status = await self.player.run_init(
+                        self.pod, container, self.sandbox_id, self.sandbox_config, self.ips, attempt
+                    )
+                except StartFailed as exc:
+                    # never ran, so not a failure of the pod: retried whatever the restartPolicy
+                    delay = backoff.next_delay(0.0)
+                    self.say(
+                        f"init container {container.name}: Init:{exc.reason}: {exc.detail}; retrying in {delay:g}s"
+                    )
+                    await asyncio.sleep(delay)
+                    continue
                 if status.exit_code == 0:
                     self.say(f"init container {container.name} completed")
                     break
@@ -175,9 +185,18 @@ class PodWatcher:
     async def start(self, tracked: Tracked, restart_count: int) -> None:
         for task in tracked.probe_tasks:
             task.cancel()
-        tracked.current = await self.player.start_container(
-            self.pod, tracked.spec, self.sandbox_id, self.sandbox_config, self.ips, restart_count
-        )
+        try:
+            tracked.current = await self.player.start_container(
+                self.pod, tracked.spec, self.sandbox_id, self.sandbox_config, self.ips, restart_count
+            )
+        except StartFailed as exc:
+            # ErrImagePull and friends: kubelet retries with the container's back-off
+            delay = tracked.backoff.next_delay(0.0)
+            self.say(f"{tracked.spec.name}: {exc.reason}: {exc.detail}; retrying in {delay:g}s")
+            tracked.pending_count = restart_count
+            tracked.restart_at = self.clock() + delay
+            return
+        tracked.pending_count = None
         tracked.ready = False
         tracked.restart_at = None
         if tracked.spec.startup_probe is not None:
@@ -247,6 +266,10 @@ class PodWatcher:
             return
         now = self.clock()
         for tracked in self.apps.values():
+            if tracked.pending_count is not None:
+                if tracked.restart_at is not None and now >= tracked.restart_at:
+                    await self.start(tracked, tracked.pending_count)
+                continue
             if tracked.current is None:
                 continue
             try:

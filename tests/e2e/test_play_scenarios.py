@@ -443,3 +443,41 @@ def test_play_watch_http_and_tcp_probes_reach_the_pod(
         watch.kill()
     play_env.play(manifest, "--down")
     assert play_env.leftovers() == []
+
+
+def test_play_image_pull_errors(
+    cri: Any,
+    play_env: PlayEnv,
+    registry: TestRegistry,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    doc = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "unpullable"},
+        "spec": {
+            "terminationGracePeriodSeconds": 0,
+            "containers": [
+                {"name": "ok", "image": registry.busybox, "command": ["sleep", "3600"]},
+                # nothing listens on port 1: the pull fails at once
+                {"name": "missing", "image": "127.0.0.1:1/nope:latest"},
+            ],
+        },
+    }
+    manifest = write_manifest(tmp_path / "unpullable.yaml", [doc])
+    result = play_env.play(manifest, check=False)
+    assert result.returncode == 1
+    assert "container 'missing': ErrImagePull:" in result.stderr and "--down" in result.stderr
+
+    watch = Watch(play_env, manifest, "--backoff", "0.2")
+    try:
+        # the pod is running already: the watcher adopts it and keeps retrying the pull
+        watch.wait_line("watching sandbox")
+        watch.wait_line("missing: ErrImagePull:")
+        watch.wait_line("retrying in 0.2s")
+        assert watch.proc.poll() is None
+        assert watch.interrupt() == 0
+    finally:
+        watch.kill()
+    play_env.play(manifest, "--down")
+    assert play_env.leftovers() == []

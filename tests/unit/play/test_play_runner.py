@@ -8,12 +8,12 @@ import itertools
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 from kubernetes import client as k8s
 
 from cri_py.api import api_pb2
-from cri_py.errors import FailedPrecondition
-from cri_py.play.runner import Player, PodFailed
+from cri_py.play.runner import Player, PodFailed, StartFailed
 from cri_py.play.watch import PodWatcher
 from tests.unit.play.helpers import CTX, load_pod
 
@@ -212,7 +212,7 @@ def test_pull_policies(tmp_path: Path) -> None:
     asyncio.run(player.up(pod_with("Always", pull="Always")))
     assert cri.image.pulls == ["img:1"] * 3
     player, cri = make_player(tmp_path, {}, present=set())
-    with pytest.raises(FailedPrecondition, match="ErrImageNeverPull"):
+    with pytest.raises(StartFailed, match="ErrImageNeverPull"):
         asyncio.run(player.up(pod_with("Always", pull="Never")))
 
 
@@ -329,3 +329,38 @@ def test_a_dead_sandbox_of_the_same_pod_is_recreated_keeping_volumes(tmp_path: P
     asyncio.run(player.up(other))
     assert not marker.exists()
     assert "RunPodSandbox web attempt=0" in cri.runtime.calls
+
+
+def test_watch_retries_a_failed_pull_with_backoff(tmp_path: Path) -> None:
+    player, cri = make_player(tmp_path, {"INIT1": 0, "INIT2": 0}, present={"img:1"})
+    pod = pod_with("Always")
+    pod.spec.containers[0].image = "gone:1"
+    failures = {"left": 2}
+
+    async def pull(req: Any) -> Any:
+        if failures["left"]:
+            failures["left"] -= 1
+            raise grpc.aio.AioRpcError(
+                grpc.StatusCode.NOT_FOUND, grpc.aio.Metadata(), grpc.aio.Metadata(), "no such image"
+            )
+        cri.image.present.add(req.image.image)
+        return api_pb2.PullImageResponse(image_ref=req.image.image)
+
+    cri.image.PullImage = pull  # type: ignore[method-assign]
+    lines: list[str] = []
+    player.say = lines.append
+    now = [0.0]
+
+    async def scenario() -> None:
+        watcher = PodWatcher(player, pod, backoff_base=5.0, clock=lambda: now[0])
+        await watcher.adopt_or_start()  # first failure: retried at once
+        await watcher.tick()  # second failure: 5 s back-off
+        await watcher.tick()
+        assert not any(c.startswith("CreateContainer app") for c in cri.runtime.calls)
+        now[0] = 5.0
+        await watcher.tick()
+
+    asyncio.run(scenario())
+    assert "CreateContainer app attempt=0" in cri.runtime.calls
+    pulls = [line for line in lines if "ErrImagePull: NOT_FOUND: no such image" in line]
+    assert [p.rsplit(" ", 1)[-1] for p in pulls] == ["0s", "5s"]
