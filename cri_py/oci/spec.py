@@ -282,6 +282,12 @@ def container_spec(
     }
     if devices:
         linux_spec["devices"] = devices
+    # a shared or slave mount only propagates if the container's root mount does too
+    propagations = {m.propagation for m in config.mounts}
+    if api_pb2.PROPAGATION_BIDIRECTIONAL in propagations:
+        linux_spec["rootfsPropagation"] = "rshared"
+    elif api_pb2.PROPAGATION_HOST_TO_CONTAINER in propagations:
+        linux_spec["rootfsPropagation"] = "rslave"
     if not privileged:
         linux_spec["maskedPaths"] = list(sc.masked_paths) or list(security.DEFAULT_MASKED_PATHS)
         linux_spec["readonlyPaths"] = list(sc.readonly_paths) or list(security.DEFAULT_READONLY_PATHS)

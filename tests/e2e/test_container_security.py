@@ -4,6 +4,8 @@ pod's DNS, hostname, /dev/shm and IPC, host network, privileged containers."""
 from __future__ import annotations
 
 import socket
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -138,3 +140,35 @@ def test_host_network_pod(cri: Any, registry: TestRegistry, tmp_path: Path) -> N
     assert _sh(cri, cid, "hostname").strip() == socket.gethostname()
     host_net = Path("/proc/self/ns/net").readlink().name
     assert _sh(cri, cid, "readlink /proc/self/ns/net").strip() == host_net
+
+
+@pytest.fixture
+def shared_dir(tmp_path: Path) -> Iterator[Path]:
+    """A host directory that is a shared mount point, unmounted afterwards."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    subprocess.run(["mount", "--bind", str(shared), str(shared)], check=True)
+    subprocess.run(["mount", "--make-shared", str(shared)], check=True)
+    try:
+        yield shared
+    finally:
+        subprocess.run(["umount", "-R", "-l", str(shared)], check=False)
+
+
+def test_mount_propagation_host_to_container(cri: Any, registry: TestRegistry, shared_dir: Path) -> None:
+    cfg = pod_config()
+    pod = (run_pod(cri, cfg), cfg)
+    c = container_config(registry.busybox, ["sleep", "3600"], name="slave")
+    c.mounts.append(
+        api_pb2.Mount(
+            container_path="/shared",
+            host_path=str(shared_dir),
+            propagation=api_pb2.PROPAGATION_HOST_TO_CONTAINER,
+        )
+    )
+    cid = _run(cri, pod, c)
+    inner = shared_dir / "inner"
+    inner.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "tmpfs", str(inner)], check=True)
+    (inner / "seen").write_text("from host\n")
+    assert _sh(cri, cid, "cat /shared/inner/seen").strip() == "from host"

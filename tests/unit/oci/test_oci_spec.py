@@ -184,6 +184,7 @@ def test_mounts_propagation_and_missing_source(tmp_path: Path) -> None:
     )
     mount = next(m for m in _spec(tmp_path, cfg)["mounts"] if m["destination"] == "/data")
     assert mount["options"] == ["rbind", "rslave", "ro"]
+    assert _spec(tmp_path / "r", cfg)["linux"]["rootfsPropagation"] == "rslave"
     cfg.mounts.append(api_pb2.Mount(container_path="/gone", host_path=str(tmp_path / "nope")))
     with pytest.raises(InvalidArgument):
         _spec(tmp_path / "x", cfg)
