@@ -1,0 +1,36 @@
+"""Exit files and waiting on a process that is not necessarily our child."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import time
+from pathlib import Path
+
+from cri_py.oci.exits import process_alive, read_exit, wait_pid_exit
+
+
+def test_read_exit_file(tmp_path: Path) -> None:
+    exit_file, oom = tmp_path / "exit", tmp_path / "oom"
+    assert read_exit(exit_file, oom) is None
+    exit_file.write_text("137")
+    info = read_exit(exit_file, oom)
+    assert info is not None and info.exit_code == 137 and not info.oom_killed
+    assert abs(info.finished_at_ns - time.time_ns()) < 10_000_000_000
+    oom.touch()
+    exit_file.write_text("garbage")
+    info = read_exit(exit_file, oom)
+    assert info is not None and info.exit_code == -1 and info.oom_killed
+
+
+def test_wait_for_an_exit_and_reap() -> None:
+    proc = subprocess.Popen(["sleep", "0.2"])
+    began = time.monotonic()
+    assert process_alive(proc.pid)
+    asyncio.run(asyncio.wait_for(wait_pid_exit(proc.pid), 5))
+    assert 0.1 < time.monotonic() - began < 3
+    # reaped by the waiter: no zombie left
+    assert not os.path.exists(f"/proc/{proc.pid}") or not process_alive(proc.pid)
+    asyncio.run(wait_pid_exit(proc.pid))  # gone already: returns at once
+    assert not process_alive(-1)
