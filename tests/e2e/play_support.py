@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import selectors
+import signal
 import subprocess
 import sys
 import time
@@ -103,3 +105,57 @@ def wait_for(predicate: Any, timeout: float = 30.0, interval: float = 0.1) -> An
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout}s")
         time.sleep(interval)
+
+
+class Watch:
+    """`cri-py play --watch` in the background; lines are read as they come."""
+
+    def __init__(self, env: PlayEnv, manifest: Path, *flags: str) -> None:
+        env.played.append(manifest)
+        self.proc = subprocess.Popen(
+            env.args(str(manifest), "--watch", *flags),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            cwd=REPO,
+        )
+        self.lines: list[str] = []
+        self.cursor = 0  # lines before it were matched already
+
+    def wait_line(self, needle: str, timeout: float = 60.0) -> str:
+        deadline = time.monotonic() + timeout
+        assert self.proc.stdout is not None
+        selector = selectors.DefaultSelector()
+        selector.register(self.proc.stdout, selectors.EVENT_READ)
+        try:
+            for index in range(self.cursor, len(self.lines)):
+                if needle in self.lines[index]:
+                    self.cursor = index + 1
+                    return self.lines[index]
+            while time.monotonic() < deadline:
+                if not selector.select(max(0.0, deadline - time.monotonic())):
+                    break
+                line = self.proc.stdout.readline()
+                if not line:
+                    break
+                self.lines.append(line)
+                if needle in line:
+                    self.cursor = len(self.lines)
+                    return line
+        finally:
+            selector.close()
+        raise AssertionError(f"no line with {needle!r} in:\n{''.join(self.lines)}")
+
+    def interrupt(self) -> int:
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            return self.proc.wait(30)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait()
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()

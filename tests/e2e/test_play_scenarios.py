@@ -3,8 +3,6 @@ supervision with restarts, back-off and probes in --watch mode."""
 
 from __future__ import annotations
 
-import signal
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,7 +11,7 @@ import pytest
 import yaml
 
 from cri_py.api import api_pb2
-from tests.e2e.play_support import REPO, PlayEnv, wait_for, with_image, write_manifest
+from tests.e2e.play_support import REPO, PlayEnv, Watch, wait_for, with_image, write_manifest
 from tests.e2e.registry_fixtures import TestRegistry, registry  # noqa: F401
 
 EXAMPLES = REPO / "conf" / "examples"
@@ -107,63 +105,6 @@ def test_play_failing_init_container_fails_the_pod(
     assert lines["fails"].endswith("no")  # FallbackToLogsOnError: the log's tail
     play_env.play(manifest, "--down", "--grace-period", "0")
     assert play_env.leftovers() == []
-
-
-class Watch:
-    """`cri-py play --watch` in the background; lines are read as they come."""
-
-    def __init__(self, env: PlayEnv, manifest: Path, *flags: str) -> None:
-        env.played.append(manifest)
-        self.proc = subprocess.Popen(
-            env.args(str(manifest), "--watch", *flags),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            cwd=REPO,
-        )
-        self.lines: list[str] = []
-        self.cursor = 0  # lines before it were matched already
-
-    def wait_line(self, needle: str, timeout: float = 60.0) -> str:
-        import selectors
-        import time
-
-        deadline = time.monotonic() + timeout
-        assert self.proc.stdout is not None
-        selector = selectors.DefaultSelector()
-        selector.register(self.proc.stdout, selectors.EVENT_READ)
-        try:
-            for index in range(self.cursor, len(self.lines)):
-                if needle in self.lines[index]:
-                    self.cursor = index + 1
-                    return self.lines[index]
-            while time.monotonic() < deadline:
-                if not selector.select(max(0.0, deadline - time.monotonic())):
-                    break
-                line = self.proc.stdout.readline()
-                if not line:
-                    break
-                self.lines.append(line)
-                if needle in line:
-                    self.cursor = len(self.lines)
-                    return line
-        finally:
-            selector.close()
-        raise AssertionError(f"no line with {needle!r} in:\n{''.join(self.lines)}")
-
-    def interrupt(self) -> int:
-        self.proc.send_signal(signal.SIGINT)
-        try:
-            return self.proc.wait(30)
-        finally:
-            if self.proc.poll() is None:
-                self.proc.kill()
-                self.proc.wait()
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
 
 
 def test_play_watch_restarts_with_backoff_and_runs_probes(
