@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from cri_py.config.model import RuntimeHandler
-from cri_py.errors import DeadlineExceeded, Internal, NotFound
+from cri_py.errors import Internal, NotFound
 from cri_py.oci.process import run
 
 CREATE_TIMEOUT = 240.0
@@ -31,8 +31,7 @@ class CreateOptions:
     stdin: bool = False
     stdin_once: bool = False
     log_size_max: int = -1
-    log_level: str = "warn"
-    # a monitored container gets an attach socket, log and exit file; the pause process none
+    log_level: str = ""  # "" = the daemon's level
     systemd_cgroup: bool = False
 
 
@@ -91,7 +90,8 @@ class OciRuntime:
         done = await run([self.binary, *self.global_args(), *args], stdin=stdin, time_limit=time_limit)
         if done.returncode != 0:
             text = done.error_text()
-            if "does not exist" in text or "not found" in text.lower() and "container" in text.lower():
+            lowered = text.lower()
+            if "does not exist" in lowered or ("not found" in lowered and "container" in lowered):
                 raise NotFound(f"{self.name}: {text}")
             raise Internal(f"{self.name} {args[0]}: {text}")
         return done.stdout
@@ -389,7 +389,3 @@ class _PipeReader:
 def _conmon_level(level: str) -> str:
     level = level.lower()
     return level if level in ("error", "warn", "info", "debug", "trace") else "warn"
-
-
-def deadline_error(what: str) -> DeadlineExceeded:
-    return DeadlineExceeded(f"{what} timed out")
