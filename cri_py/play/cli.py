@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import datetime
 import os
 import signal
@@ -123,14 +124,7 @@ def _precheck(pods: list[Any], ctx: PlayContext, unsafe_sysctls: tuple[str, ...]
 async def _run(args: argparse.Namespace, pods: list[Any], ctx: PlayContext) -> int:
     async with CriClient(args.endpoint) as cri:
         await cri.runtime.Version(api_pb2.VersionRequest(), timeout=10)
-        ctx = PlayContext(
-            node=ctx.node,
-            root_dir=ctx.root_dir,
-            pod_logs_dir=ctx.pod_logs_dir,
-            cgroup_driver=await _cgroup_driver(cri),
-            seen=ctx.seen,
-            cgroup_root=ctx.cgroup_root,
-        )
+        ctx = dataclasses.replace(ctx, cgroup_driver=await _cgroup_driver(cri))
         player = Player(cri, ctx, _say)
         if args.down:
             for pod in pods:
