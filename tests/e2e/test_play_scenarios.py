@@ -3,6 +3,8 @@ supervision with restarts, back-off and probes in --watch mode."""
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -420,5 +422,41 @@ def test_play_image_pull_errors(
         assert watch.interrupt() == 0
     finally:
         watch.kill()
+    play_env.play(manifest, "--down")
+    assert play_env.leftovers() == []
+
+
+def test_play_host_namespaces(
+    cri: Any,
+    play_env: PlayEnv,
+    registry: TestRegistry,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    doc = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "on-host"},
+        "spec": {
+            "hostNetwork": True,
+            "hostPID": True,
+            "terminationGracePeriodSeconds": 0,
+            "containers": [{"name": "c", "image": registry.busybox, "command": ["sleep", "3600"]}],
+        },
+    }
+    manifest = write_manifest(tmp_path / "on-host.yaml", [doc])
+    play_env.play(manifest)
+    (container,) = cri.runtime.ListContainers(api_pb2.ListContainersRequest(), timeout=10).containers
+
+    def run(*cmd: str) -> str:
+        out = cri.runtime.ExecSync(
+            api_pb2.ExecSyncRequest(container_id=container.id, cmd=list(cmd), timeout=10), timeout=30
+        )
+        assert out.exit_code == 0, out.stderr
+        return str(out.stdout.decode())
+
+    assert run("hostname").strip() == socket.gethostname()  # no pod hostname on the host network
+    assert run("cat", "/etc/hosts").startswith("# Kubernetes-managed hosts file (host network).\n")
+    assert run("cat", "/proc/1/comm").strip() != "sleep"  # the host's PID 1, not the container's
+    assert os.readlink("/proc/self/ns/net") == run("readlink", "/proc/self/ns/net").strip()
     play_env.play(manifest, "--down")
     assert play_env.leftovers() == []
