@@ -107,6 +107,9 @@ def setup_pod(pod: Any, ctx: PlayContext) -> None:
                     f"{where}.emptyDir.medium: Unsupported value {volume.empty_dir.medium!r}"
                 )
             os.chmod(path, EMPTY_DIR_MODE)
+            fs_group = pod.spec.security_context.fs_group
+            if fs_group is not None:
+                set_volume_ownership(path, fs_group)
         else:
             translate.volume_host_path(pod, ctx, volume, where)  # raises for unsupported kinds
     log_dir = translate.pod_log_dir(ctx, pod)
@@ -125,6 +128,22 @@ def setup_container(pod: Any, container: Any, ctx: PlayContext, random_id: str) 
     Path(path).touch()
     os.chmod(path, 0o666)
     return path
+
+
+def set_volume_ownership(root: str, fs_group: int) -> None:
+    """SetVolumeOwnership: everything in the volume to group fsGroup, group-writable, and
+    directories setgid so new files inherit the group."""
+    for directory, dirs, files in os.walk(root):
+        for name in [directory, *(os.path.join(directory, f) for f in files)]:
+            info = os.lstat(name)
+            os.lchown(name, -1, fs_group)
+            if stat.S_ISLNK(info.st_mode):
+                continue
+            mask = 0o660
+            if stat.S_ISDIR(info.st_mode):
+                mask |= stat.S_ISGID | 0o110
+            os.chmod(name, stat.S_IMODE(info.st_mode) | mask)
+        dirs.sort()
 
 
 def make_sub_path(host_path: str) -> None:

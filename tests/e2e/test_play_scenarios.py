@@ -460,3 +460,62 @@ def test_play_host_namespaces(
     assert os.readlink("/proc/self/ns/net") == run("readlink", "/proc/self/ns/net").strip()
     play_env.play(manifest, "--down")
     assert play_env.leftovers() == []
+
+
+def test_play_security_context_and_resources(
+    cri: Any,
+    play_env: PlayEnv,
+    registry: TestRegistry,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    doc = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "locked"},
+        "spec": {
+            "terminationGracePeriodSeconds": 0,
+            "securityContext": {
+                "runAsUser": 1000,
+                "runAsGroup": 3000,
+                "fsGroup": 2000,
+                "supplementalGroups": [4000],
+            },
+            "containers": [
+                {
+                    "name": "c",
+                    "image": registry.busybox,
+                    "command": ["sleep", "3600"],
+                    "securityContext": {
+                        "allowPrivilegeEscalation": False,
+                        "readOnlyRootFilesystem": True,
+                        "capabilities": {"drop": ["ALL"]},
+                    },
+                    "resources": {"limits": {"cpu": "200m", "memory": "48Mi"}},
+                    "volumeMounts": [{"name": "scratch", "mountPath": "/scratch"}],
+                }
+            ],
+            "volumes": [{"name": "scratch", "emptyDir": {}}],
+        },
+    }
+    manifest = write_manifest(tmp_path / "locked.yaml", [doc])
+    play_env.play(manifest)
+    (container,) = cri.runtime.ListContainers(api_pb2.ListContainersRequest(), timeout=10).containers
+
+    def run(*cmd: str) -> tuple[int, str]:
+        out = cri.runtime.ExecSync(
+            api_pb2.ExecSyncRequest(container_id=container.id, cmd=list(cmd), timeout=10), timeout=30
+        )
+        return out.exit_code, str(out.stdout.decode() + out.stderr.decode())
+
+    code, ids = run("id")
+    assert code == 0 and "uid=1000" in ids and "gid=3000" in ids and "2000" in ids and "4000" in ids
+    status = run("cat", "/proc/self/status")[1]
+    assert "NoNewPrivs:\t1" in status and "CapEff:\t0000000000000000" in status
+    assert run("touch", "/rootfs-file")[0] != 0  # read-only root
+    assert run("touch", "/scratch/ok")[0] == 0  # the fsGroup owns the emptyDir
+    assert run("stat", "-c", "%g", "/scratch/ok")[1].strip() == "2000"  # setgid directory
+    uid = container.labels["io.kubernetes.pod.uid"]
+    pod_memory = Path("/sys/fs/cgroup/memory/kubepods") / f"pod{uid}" / "memory.limit_in_bytes"
+    assert pod_memory.read_text().strip() == str(48 * 2**20)  # Guaranteed: kubelet's pod-level limit
+    play_env.play(manifest, "--down")
+    assert play_env.leftovers() == []

@@ -276,3 +276,20 @@ def test_termination_message_from_file_or_log_tail(tmp_path: Path) -> None:
     status.annotations["io.kubernetes.container.terminationMessagePolicy"] = "File"
     status.exit_code = 1
     assert termination_message(status) == ""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="chown to another group needs root")
+def test_fs_group_owns_empty_dirs(tmp_path: Path) -> None:
+    ctx = dataclasses.replace(CTX, root_dir=str(tmp_path / "root"), pod_logs_dir=str(tmp_path / "logs"))
+    pod = load_pod(
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  securityContext: {fsGroup: 2345}\n"
+        "  containers: [{name: c, image: i}]\n  volumes: [{name: v, emptyDir: {}}]\n"
+    )
+    volumes.setup_pod(pod, ctx)
+    path = tmp_path / "root" / "pods" / pod.metadata.uid / "volumes" / "kubernetes.io~empty-dir" / "v"
+    info = os.stat(path)
+    assert info.st_gid == 2345 and (info.st_mode & 0o7777) == 0o2777
+    (path / "f").write_text("x")
+    os.chmod(path / "f", 0o600)
+    volumes.set_volume_ownership(str(path), 2345)
+    assert os.stat(path / "f").st_gid == 2345 and (os.stat(path / "f").st_mode & 0o777) == 0o660
