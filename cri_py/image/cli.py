@@ -1,7 +1,7 @@
 """`cri-py images import FILE` / `cri-py images export REF FILE`: work on the store directly.
 
-The daemon keeps its image index in memory: restart it (or import before starting it) for
-imported images to show up in its RPCs.
+A running daemon notices the import at its next image lookup (the database's data version
+changes), so no restart is needed.
 """
 
 from __future__ import annotations

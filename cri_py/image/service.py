@@ -49,6 +49,7 @@ class ImageService:
         self.limits = limits or UnpackLimits()
         self._images: RecordTable[ImageRecord] = RecordTable(db, "images", ImageRecord.from_dict)
         self._db = db
+        self._data_version = self._current_data_version()
         # set by the daemon: is any container (running or not) using this image id?
         self.in_use: Callable[[str], bool] = lambda _image_id: False
         self._puller = Puller(config, self.content, self.limits)
@@ -106,9 +107,24 @@ class ImageService:
 
     # lookups
 
+    def _current_data_version(self) -> int:
+        return int(self._db.query("PRAGMA data_version")[0][0])
+
+    def _refresh(self) -> None:
+        """Pick up images another process wrote (`cri-py images import` next to a running daemon).
+
+        SQLite's data_version changes only when another connection commits, so this costs one
+        tiny query per lookup and a reload only after an import.
+        """
+        version = self._current_data_version()
+        if version != self._data_version:
+            self._data_version = version
+            self._images = RecordTable(self._db, "images", ImageRecord.from_dict)
+
     def _find(self, ref_or_id: str) -> ImageRecord | None:
         if not ref_or_id:
             return None
+        self._refresh()
         exact = self._images.get(ref_or_id) or self._images.get("sha256:" + ref_or_id)
         if exact is not None:
             return exact
@@ -155,6 +171,7 @@ class ImageService:
         if filter_ref:
             found = self._find(filter_ref)
             return [found] if found is not None else []
+        self._refresh()
         return sorted(self._images.values(), key=lambda r: r.id)
 
     def layer_dirs(self, image: ImageRecord) -> builtins.list[Path]:
@@ -261,6 +278,7 @@ class ImageService:
 
     def _referenced(self) -> set[str]:
         """Blobs and layers to keep (taken on the loop: pulls change the pins concurrently)."""
+        self._refresh()  # an import by another process counts too
         keep: set[str] = {k for k, n in self._pinned_content.items() if n > 0}
         for rec in self._images.values():
             keep.update(rec.blobs)

@@ -8,10 +8,12 @@ import subprocess
 import sys
 import tarfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
+from cri_py.api import api_pb2
 from cri_py.config.model import Config, RegistryConfig
 from cri_py.image.model import ImageRecord
 from cri_py.image.service import ImageService
@@ -110,3 +112,28 @@ def test_import_refuses_garbage(tmp_path: Path) -> None:
     out = cli("import", str(junk), config=config)
     assert out.returncode == 1
     assert "not a tar archive" in out.stderr
+
+
+def test_import_next_to_a_running_daemon(cri_factory: Any, tmp_path: Path, registry: TestRegistry) -> None:  # noqa: F811
+    src_config, src_root = write_config(tmp_path, "src")
+    images, db = open_store(src_root, registry)
+
+    async def pull() -> ImageRecord:
+        await images.start()
+        try:
+            return await images.pull(registry.nonroot)
+        finally:
+            await images.close()
+
+    record = asyncio.run(pull())
+    db.close()
+    archive = tmp_path / "nonroot.tar"
+    assert cli("export", registry.nonroot, str(archive), config=src_config).returncode == 0
+
+    cri = cri_factory()  # no registry configured: the image can only come from the archive
+    req = api_pb2.ImageStatusRequest(image=api_pb2.ImageSpec(image=registry.nonroot))
+    assert not cri.image.ImageStatus(req, timeout=10).HasField("image")
+    out = cli("import", str(archive), config=cri.config_path)
+    assert out.returncode == 0, out.stderr
+    img = cri.image.ImageStatus(req, timeout=10).image
+    assert img.id == record.id and img.username == "tester"
