@@ -95,6 +95,18 @@ def test_play_web_example_against_containerd(
         assert "NotFound" in env.play(manifest, "--status").stdout
         assert env.leftovers() == []
         assert page() is None
+
+        # the two-container example: a tmpfs emptyDir shared by writer and reader
+        shared_doc = with_image(
+            yaml.safe_load((REPO / "conf" / "examples" / "shared-volume.yaml").read_text()), registry.busybox
+        )
+        shared = write_manifest(tmp_path / "shared.yaml", [shared_doc])
+        env.play(shared)
+        shared_uid = sandbox_uid(containerd.endpoint)
+        reader_log = env.pod_logs_dir / f"default_shared-volume_{shared_uid}" / "reader" / "0.log"
+        wait_for(lambda: reader_log.exists() and "line 2 from shared-volume" in reader_log.read_text())
+        env.play(shared, "--down")
+        assert env.leftovers() == []
     finally:
         env.cleanup()
     assert pod_cgroups(uid) == []
