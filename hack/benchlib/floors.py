@@ -58,6 +58,7 @@ class RuncFloor:
         self.bundle = workdir / "bundle"
         self.cgroup_parent = cgroup_parent
         self._seq = 0
+        self._exec_id = ""
 
     def prepare(self) -> None:
         rootfs = self.bundle / "rootfs"
@@ -123,6 +124,23 @@ class RuncFloor:
             self._runc("kill", cid, "KILL")
             _wait_exit(pid)
             self._runc("delete", cid)
+
+    def start_exec_container(self) -> None:
+        """A container kept running for exec_once(), the floor of ExecSync."""
+        self._exec_id = f"crib-floor-{os.getpid()}-exec"
+        self._set_cgroup(self._exec_id)
+        self._runc("run", "-d", "--bundle", str(self.bundle), self._exec_id)
+
+    def exec_once(self) -> float:
+        t0 = time.perf_counter()
+        self._runc("exec", self._exec_id, "true")
+        return time.perf_counter() - t0
+
+    def stop_exec_container(self) -> None:
+        pid = self._pid(self._exec_id)
+        self._runc("kill", self._exec_id, "KILL")
+        _wait_exit(pid)
+        self._runc("delete", self._exec_id)
 
     def cleanup(self) -> None:
         if self.root.is_dir():
@@ -198,3 +216,28 @@ def collect(iterations: int, warmup: int, fn: Callable[[], dict[str, float]]) ->
             for key, value in result.items():
                 samples.setdefault(key, []).append(value)
     return samples
+
+
+def interleaved_floors(runc_floor: RuncFloor, cni_floor: CniFloor) -> dict[str, Callable[[], float]]:
+    """Per CRI measure, the same work done by hand (runc_floor's exec container must be running)."""
+
+    def pod() -> float:
+        cni = cni_floor.once()
+        return cni["netns"] / 2 + cni["add"] + runc_floor.run_kill_delete()["run"]
+
+    def lifecycle() -> float:
+        cni = cni_floor.once()
+        # a pause process and one container, each run, killed, waited for and deleted
+        return (
+            cni["netns"]
+            + cni["add_del"]
+            + runc_floor.run_kill_delete()["total"]
+            + runc_floor.run_kill_delete()["total"]
+        )
+
+    return {
+        "RunPodSandbox": pod,
+        "CreateContainer+StartContainer": lambda: runc_floor.run_kill_delete()["run"],
+        "full lifecycle": lifecycle,
+        "ExecSync true": runc_floor.exec_once,
+    }

@@ -18,7 +18,7 @@ from typing import Any
 from benchlib import report
 from benchlib.cri import CriClient
 from benchlib.cripy import CriPyDaemon
-from benchlib.floors import CniFloor, RuncFloor, collect
+from benchlib.floors import CniFloor, RuncFloor, collect, interleaved_floors
 from benchlib.images import push_bench_images
 from benchlib.measure import Bench, Target
 from benchlib.network import add_guard, bench_net, remove_guard
@@ -97,24 +97,31 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
-def run_floors(
-    workdir: Path, n: int, warmup: int, cgroup_parent: str
-) -> tuple[dict[str, float], dict[str, Any]]:
-    log("floors: runc and the CNI bridge plugin run directly")
-    detail: dict[str, Any] = {}
+@contextlib.contextmanager
+def floor_kit(workdir: Path, cgroup_parent: str) -> Iterator[tuple[RuncFloor, CniFloor]]:
+    """A prepared runc bundle with a running exec container, and the CNI floor's own network."""
     runc_floor = RuncFloor(workdir / "floor-runc", cgroup_parent)
-    net = bench_net("floor", 3, workdir / "floor-cni")
-    cni_floor = CniFloor(workdir / "floor-cni", net)
+    cni_floor = CniFloor(workdir / "floor-cni", bench_net("floor", 3, workdir / "floor-cni"))
     try:
         runc_floor.prepare()
-        for key, values in collect(n, warmup, runc_floor.run_kill_delete).items():
-            detail[f"runc {key}"] = summarize(values)
-        detail["runc exec true"] = summarize(runc_floor.exec_floor(n, warmup))
-        for key, values in collect(n, warmup, cni_floor.once).items():
-            detail[f"cni {key}"] = summarize(values)
+        runc_floor.start_exec_container()
+        yield runc_floor, cni_floor
+        runc_floor.stop_exec_container()
     finally:
         runc_floor.cleanup()
         cni_floor.cleanup()
+
+
+def run_floors(
+    runc_floor: RuncFloor, cni_floor: CniFloor, n: int, warmup: int
+) -> tuple[dict[str, float], dict[str, Any]]:
+    log("floors: runc and the CNI bridge plugin run directly")
+    detail: dict[str, Any] = {}
+    for key, values in collect(n, warmup, runc_floor.run_kill_delete).items():
+        detail[f"runc {key}"] = summarize(values)
+    detail["runc exec true"] = summarize(collect(n, warmup, lambda: {"t": runc_floor.exec_once()})["t"])
+    for key, values in collect(n, warmup, cni_floor.once).items():
+        detail[f"cni {key}"] = summarize(values)
     p50 = {k: v.p50 for k, v in detail.items() if v is not None}
     floors = {
         "runc run -d": p50["runc run"],
@@ -189,6 +196,7 @@ def compare(args: argparse.Namespace) -> dict[str, Any]:
         cripy: CriPyDaemon | None = None
         peer: ContainerdPeer | None = None
         clients: list[CriClient] = []
+        stack = contextlib.ExitStack()
         add_guard()
         try:
             registry.start()
@@ -196,8 +204,9 @@ def compare(args: argparse.Namespace) -> dict[str, Any]:
             images = push_bench_images(registry)
             result["images"] = {"busybox": images.busybox, "pause": images.pause, "big": images.big}
             floors: dict[str, float] = {}
-            if not args.no_floors:
-                floors, result["floors_detail"] = run_floors(workdir, args.n, args.warmup, cgroup_parent)
+            kit = stack.enter_context(floor_kit(workdir, cgroup_parent)) if not args.no_floors else None
+            if kit is not None:
+                floors, result["floors_detail"] = run_floors(*kit, args.n, args.warmup)
             result["floors"] = floors
             wrapper = []
             if args.profile:
@@ -238,10 +247,11 @@ def compare(args: argparse.Namespace) -> dict[str, Any]:
                 log(f"  {target.name}: pulled busybox in {(time.perf_counter() - t0) * 1000:.0f} ms")
             peer_client = targets[1].client
             peer_client.pull(images.pause)
-            bench = Bench(targets, args.n, args.warmup, log)
+            bench = Bench(targets, args.n, args.warmup, log, interleaved_floors(*kit) if kit else None)
             run_measures(bench, args)
             result["results"] = bench.results
         finally:
+            stack.close()
             for client in clients:
                 client.close()
             if cripy is not None:
@@ -274,23 +284,24 @@ def single(args: argparse.Namespace) -> dict[str, Any]:
     }
     with bench_workdir(args.workdir_base) as workdir:
         floors: dict[str, float] = {}
-        if not args.no_floors:
-            add_guard()
-            try:
-                floors, result["floors_detail"] = run_floors(workdir, args.n, args.warmup, cgroup_parent)
-            finally:
-                remove_guard()
-        result["floors"] = floors
         client = CriClient(args.endpoint, args.busybox_image, workdir / "pod-logs", cgroup_parent)
+        stack = contextlib.ExitStack()
         try:
+            add_guard()
+            stack.callback(remove_guard)
+            kit = stack.enter_context(floor_kit(workdir, cgroup_parent)) if not args.no_floors else None
+            if kit is not None:
+                floors, result["floors_detail"] = run_floors(*kit, args.n, args.warmup)
+            result["floors"] = floors
             client.wait_ready()
             result["versions"] = {args.name: client.version()}
             client.pull(args.busybox_image)
             target = Target(args.name, client, args.daemon_pid, args.monitor_marker, args.big_image or "")
-            bench = Bench([target], args.n, args.warmup, log)
+            bench = Bench([target], args.n, args.warmup, log, interleaved_floors(*kit) if kit else None)
             run_measures(bench, args)
             result["results"] = bench.results
         finally:
+            stack.close()
             client.close()
             result["leftovers"] = leftovers(workdir, cgroup_parent, [])
     result["wall_s"] = time.monotonic() - started

@@ -34,8 +34,17 @@ def _describe(err: BaseException) -> str:
 
 
 class Bench:
-    def __init__(self, targets: list[Target], n: int, warmup: int, log: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        targets: list[Target],
+        n: int,
+        warmup: int,
+        log: Callable[[str], None],
+        floors: dict[str, Callable[[], float]] | None = None,
+    ) -> None:
         self.targets = targets
+        # measure -> what runc/CNI run by hand take for the same work, timed in the same rotation
+        self.floors = floors or {}
         self.n = n
         self.warmup = warmup
         self.log = log
@@ -46,13 +55,14 @@ class Bench:
         self._seq += 1
         return f"bench-{what}-{self._seq}"
 
-    def _slot(self, measure: str, target: Target) -> dict[str, Any]:
-        return self.results.setdefault(measure, {}).setdefault(target.name, {"samples_s": [], "errors": []})
+    def _slot(self, measure: str, target: Target | str) -> dict[str, Any]:
+        name = target if isinstance(target, str) else target.name
+        return self.results.setdefault(measure, {}).setdefault(name, {"samples_s": [], "errors": []})
 
-    def _error(self, measure: str, target: Target, err: BaseException) -> None:
+    def _error(self, measure: str, target: Target | str, err: BaseException) -> None:
         slot = self._slot(measure, target)
         slot["errors"].append(_describe(err))
-        self.log(f"  {target.name}: {measure}: {_describe(err)}")
+        self.log(f"  {target if isinstance(target, str) else target.name}: {measure}: {_describe(err)}")
         if not isinstance(err, grpc.RpcError):
             self.log(traceback.format_exc(limit=3))
 
@@ -75,22 +85,33 @@ class Bench:
         iterations: int | None = None,
         warmup: int | None = None,
     ) -> None:
-        """Iteration i runs on every target, the order flipping each time so neither always goes first."""
+        """Iteration i runs on every target (and the floor), the order rotating so none always goes first.
+
+        The floor runs in the same rotation because this machine's load drifts during a run: a
+        floor timed minutes earlier would flatter or wrong the runtimes.
+        """
         self.log(f"{measure}")
         iterations = self.n if iterations is None else iterations
         warmup = self.warmup if warmup is None else warmup
-        for target in self.targets:
-            self._slot(measure, target)
+        runners: list[tuple[str, Callable[[], float]]] = [
+            (t.name, lambda t=t: one(t))  # type: ignore[misc]
+            for t in self.targets
+        ]
+        if measure in self.floors:
+            runners.append(("floor", self.floors[measure]))
+        for name, _run in runners:
+            self._slot(measure, name)
         for i in range(warmup + iterations):
-            order = self.targets if i % 2 == 0 else list(reversed(self.targets))
-            for target in order:
-                slot = self._slot(measure, target)
+            shift = i % len(runners)
+            order = runners[shift:] + runners[:shift]
+            for name, run_once in order:
+                slot = self._slot(measure, name)
                 if len(slot["errors"]) >= MAX_ERRORS:
                     continue
                 try:
-                    value = one(target)
+                    value = run_once()
                 except Exception as err:  # noqa: BLE001 - every failure is a reported result
-                    self._error(measure, target, err)
+                    self._error(measure, name, err)
                     continue
                 if i >= warmup:
                     slot["samples_s"].append(value)

@@ -49,10 +49,11 @@ def build_rows(
         if measure in ("memory",) or measure.startswith("throughput"):
             continue
         row: Row = {"measure": measure, "unit": "ms", "values": {}, "detail": {}, "errors": {}}
-        for name in names:
+        for name in [*names, "floor"]:
             slot = per_target.get(name)
             p50 = _p50(slot)
-            row["values"][name] = p50 * 1000 if p50 is not None else None
+            if name != "floor":
+                row["values"][name] = p50 * 1000 if p50 is not None else None
             if slot and slot.get("summary"):
                 s = slot["summary"]
                 row["detail"][name] = (
@@ -62,7 +63,11 @@ def build_rows(
             if slot and slot.get("errors"):
                 row["errors"][name] = len(slot["errors"])
         floor_key = floor_of.get(measure)
-        if floor_key and floor_key in floors:
+        same_rotation = _p50(per_target.get("floor"))
+        if floor_key and same_rotation is not None:
+            row["floor"] = same_rotation * 1000
+            row["floor_name"] = floor_key
+        elif floor_key and floor_key in floors:
             row["floor"] = floors[floor_key] * 1000
             row["floor_name"] = floor_key
         rows.append(row)
@@ -152,6 +157,8 @@ def table_lines(rows: list[Row], names: list[str], markdown: bool) -> list[str]:
 
 
 def detail_lines(rows: list[Row], names: list[str]) -> list[str]:
+    if any("floor" in row["detail"] for row in rows):
+        names = [*names, "floor"]
     lines = [
         "| measure | " + " | ".join(f"{n} min / p50 / p95 / max" for n in names) + " |",
         "|---|" + "---|" * len(names),
