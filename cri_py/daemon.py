@@ -161,6 +161,8 @@ class Daemon:
             changes["registries"] = ",".join(sorted(new.registries)) or "(none)"
         # only the reloadable keys move; everything else needs a restart
         self.config = _replace(old, log_level=new.log_level, registries=new.registries)
+        if self.images is not None:
+            self.images.reload(self.config)  # the next pull uses the new registries
         log.info("config reloaded", extra=changes or {"changes": "none"})
 
 

@@ -6,7 +6,7 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 packages=(
     runc crun runsc conmon containernetworking-plugins catatonit busybox-static
     docker-registry iproute2 iptables kmod util-linux procps
-    skopeo containerd apache2-utils
+    skopeo containerd openssl
     python3 python3-venv python3-dev gcc
 )
 
