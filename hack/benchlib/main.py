@@ -403,15 +403,17 @@ def docs_page(result: dict[str, Any], md: list[str], argv: list[str]) -> str:
                 "## Reproduce",
                 "",
                 "```",
-                "make install        # or: python3 -m venv .venv && .venv/bin/pip install -e '.[dev]'",
-                "sudo hack/bench --compare --write-docs           # ~5 min on 2 cores",
-                "sudo hack/bench --compare --profile              # cri-py under py-spy (needs py-spy in .venv)",
-                "sudo hack/bench --endpoint unix:///run/x.sock --busybox-image REF   # any CRI endpoint",
+                "make install                          # the venv and the Debian packages",
+                "hack/bench --compare --write-docs     # as root; ~2 min here (make bench: the same without docs)",
+                "hack/bench --spans --n 20             # cri-py's RPCs broken down (subprocesses, threads, loop stalls)",
+                "hack/bench --compare --profile        # cri-py under py-spy record (pip install py-spy into .venv)",
+                "hack/bench --compare --cri-py-wrapper hack/benchlib/prototypes.py   # the prototyped fixes",
+                "hack/bench --endpoint unix:///run/x.sock --busybox-image REF      # any running CRI endpoint",
                 "```",
                 "",
                 "What the bench does: see the README section and `hack/bench --help`. Both runtimes run at the "
                 "same time, each with its own root, socket, bridge and /24, the same runc, CNI plugins, registry "
-                "and images; every latency measure runs its iterations alternately on the two. Memory is the RSS "
+                "and images; every latency measure runs its iterations in one rotation over the two and the floor. Memory is the RSS "
                 "(and PSS) of the daemon plus every monitor it started (conmon / containerd-shim), found by "
                 "walking the process tree and matching the monitors' command lines to the daemon's directories; "
                 "container processes (pause, sleep) are not counted.",
