@@ -68,7 +68,7 @@ class CriClient:
         resp = self.image.ImageStatus(
             api_pb2.ImageStatusRequest(image=api_pb2.ImageSpec(image=ref)), timeout=RPC_TIMEOUT
         )
-        return resp.HasField("image")
+        return bool(resp.HasField("image"))
 
     # pods and containers
     def pod_config(self, name: str) -> api_pb2.PodSandboxConfig:

@@ -8,6 +8,7 @@ import datetime
 import json
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -432,6 +433,8 @@ NOTES = NOTES_FILE.read_text().splitlines() if NOTES_FILE.exists() else []
 
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
+    # SIGTERM unwinds like Ctrl-C, so the finally blocks remove daemons, mounts, rules and bridges
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     if os.geteuid() != 0:
         log("hack/bench needs root (runtimes, mounts, netns, iptables)")
         return 2

@@ -29,7 +29,7 @@ class Target:
 
 def _describe(err: BaseException) -> str:
     if isinstance(err, grpc.RpcError):
-        return f"{err.code().name}: {err.details()}"  # type: ignore[attr-defined]
+        return f"{err.code().name}: {err.details()}"
     return f"{type(err).__name__}: {err}"
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -84,11 +85,12 @@ def build_rows(
             rows.append(row)
     memory = results.get("memory", {})
     if memory:
-        for label, pick in (
+        picks: tuple[tuple[str, Callable[[dict[str, Any]], Any]], ...] = (
             ("idle memory (RSS)", lambda m: m.get("idle", {}).get("rss_kib")),
             ("memory per pod (RSS)", lambda m: m.get("per_pod_rss_kib")),
             ("memory per pod (PSS)", lambda m: m.get("per_pod_pss_kib")),
-        ):
+        )
+        for label, pick in picks:
             row = {"measure": label, "unit": "MiB", "values": {}, "detail": {}, "errors": {}}
             for name in names:
                 m = memory.get(name, {})
@@ -139,8 +141,8 @@ def table_lines(rows: list[Row], names: list[str], markdown: bool) -> list[str]:
             cells += [
                 f"{row['ratio']:.2f}" if "ratio" in row else "—",
                 row.get("target", ""),
-                {True: "yes", False: "NO"}.get(row.get("met"), ""),
-            ]  # type: ignore[arg-type]
+                "" if "met" not in row else ("yes" if row["met"] else "NO"),
+            ]
         cells.append(
             _fmt(row.get("floor"), row["unit"]) + (f" ({row['floor_name']})" if row.get("floor_name") else "")
         )

@@ -65,10 +65,10 @@ def install() -> None:
             _emit("proc", name, start, time.time())
             return code
 
-        proc.wait = timed_wait  # communicate() waits through it too
+        proc.wait = timed_wait  # type: ignore[method-assign]  # communicate() waits through it too
         return proc
 
-    asyncio.create_subprocess_exec = create_subprocess_exec  # type: ignore[assignment]
+    asyncio.create_subprocess_exec = create_subprocess_exec
     to_thread = asyncio.to_thread
 
     async def timed_to_thread(func: Any, /, *args: Any, **kwargs: Any) -> Any:

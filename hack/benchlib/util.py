@@ -129,7 +129,7 @@ CGROUP_ROOT = Path("/sys/fs/cgroup")
 
 def remove_cgroup_tree(parent: str) -> list[str]:
     """rmdir a cgroup parent and everything below it in every hierarchy; returns what would not go."""
-    stuck = []
+    stuck: list[str] = []
     rel = parent.strip("/")
     if not rel:
         return stuck
