@@ -19,8 +19,8 @@ TARGETS: dict[str, tuple[float, str]] = {
     "ListPodSandbox": (1.0, "le"),
     "PullImage 100 MB (5 layers)": (1.0, "le"),
     "throughput": (1.75, "ge"),
-    "memory per pod": (0.2, "le"),
-    "idle memory": (1.0, "le"),
+    "memory per pod (RSS)": (0.2, "le"),
+    "idle memory (RSS)": (1.0, "le"),
 }
 
 Row = dict[str, Any]
@@ -87,6 +87,7 @@ def build_rows(
     if memory:
         picks: tuple[tuple[str, Callable[[dict[str, Any]], Any]], ...] = (
             ("idle memory (RSS)", lambda m: m.get("idle", {}).get("rss_kib")),
+            ("idle memory (PSS)", lambda m: m.get("idle", {}).get("pss_kib")),
             ("memory per pod (RSS)", lambda m: m.get("per_pod_rss_kib")),
             ("memory per pod (PSS)", lambda m: m.get("per_pod_pss_kib")),
         )
@@ -96,7 +97,7 @@ def build_rows(
                 m = memory.get(name, {})
                 value = pick(m)
                 row["values"][name] = value / 1024 if value is not None else None
-                if "loaded" in m and label.startswith("idle"):
+                if "loaded" in m and label == "idle memory (RSS)":
                     row["detail"][name] = (
                         f"{m['pods']} pods: {m['loaded']['rss_kib'] / 1024:.1f} MiB, "
                         f"{m['loaded']['processes']} processes"
