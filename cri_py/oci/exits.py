@@ -67,6 +67,35 @@ async def wait_pid_exit(pid: int) -> None:
     _reap(pid)
 
 
+async def wait_child_status(pid: int) -> int | None:
+    """Wait for a process we adopted (as subreaper) to exit and return its exit code
+    (128+signal for a signal death); None if it is not our child after all."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        fd = -1
+    if fd >= 0:
+        loop = asyncio.get_running_loop()
+        exited: asyncio.Future[None] = loop.create_future()
+
+        def ready() -> None:
+            if not exited.done():
+                exited.set_result(None)
+
+        loop.add_reader(fd, ready)
+        try:
+            await exited
+        finally:
+            loop.remove_reader(fd)
+            os.close(fd)
+    try:
+        _, status = os.waitpid(pid, os.WNOHANG)  # noqa: ASYNC222 - it has exited: no wait
+    except ChildProcessError:
+        return None
+    code = os.waitstatus_to_exitcode(status)
+    return 128 - code if code < 0 else code
+
+
 @dataclass(frozen=True)
 class ExitInfo:
     exit_code: int

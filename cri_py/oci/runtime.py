@@ -18,6 +18,7 @@ from typing import Any
 
 from cri_py.config.model import RuntimeHandler
 from cri_py.errors import Internal, NotFound
+from cri_py.oci import exits
 from cri_py.oci.process import run
 
 CREATE_TIMEOUT = 240.0
@@ -231,6 +232,80 @@ class OciRuntime:
     async def exec_sync(
         self, cid: str, process: dict[str, Any], limit_s: int, *, tty: bool = False
     ) -> ExecResult:
+        """Run a command in the container and collect its output (ExecSync).
+
+        Without a terminal the runtime's `exec` runs directly with pipes: conmon and its
+        temporary CRI log add a process and a file per probe for nothing. A terminal needs
+        conmon's pty handling."""
+        if tty:
+            return await self.exec_sync_conmon(cid, process, limit_s, tty=True)
+        return await self.exec_sync_direct(cid, process, limit_s)
+
+    async def exec_sync_direct(self, cid: str, process: dict[str, Any], limit_s: int) -> ExecResult:
+        """`exec --detach` with pipes of ours as the command's stdio, then wait for the
+        command itself (the daemon, a child subreaper, adopts it): a foreground `runc exec`
+        would also wait for anything the command left running in the background."""
+        self.prepare_dirs()
+        fd, spec_name = tempfile.mkstemp(prefix="exec-", suffix=".json", dir=self.exits_dir.parent)
+        with os.fdopen(fd, "w") as spec_file:
+            json.dump(process, spec_file)
+        pid_file = spec_name + ".pid"
+        out = _FdCollector()
+        err = _FdCollector()
+        timed_out = False
+        code: int | None = None
+        try:
+            # a session of its own: the command inherits the process group, which a
+            # timeout kills whole, as conmon does
+            proc = await asyncio.create_subprocess_exec(
+                self.binary,
+                *self.global_args(),
+                "exec",
+                "--detach",
+                "--pid-file",
+                pid_file,
+                "--process",
+                spec_name,
+                cid,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=out.write_fd,
+                stderr=err.write_fd,
+                start_new_session=True,
+            )
+            out.start()
+            err.start()
+            pid = 0
+            try:
+                async with asyncio.timeout(limit_s if limit_s > 0 else None):
+                    if await proc.wait() != 0:
+                        # the runtime failed before the command ran; its words are on stderr
+                        await err.finish(0.5)
+                        text = err.data.decode(errors="replace").strip()
+                        raise Internal(f"exec failed: {text or f'exit status {proc.returncode}'}")
+                    pid = int(await asyncio.to_thread(Path(pid_file).read_text))
+                    code = await exits.wait_child_status(pid)
+            except TimeoutError:
+                timed_out = True
+                _kill_command(proc.pid, pid)
+            except BaseException:
+                _kill_command(proc.pid, pid)
+                raise
+            # the command is gone; a background child holding the pipes open must not hold
+            # the reply: take what is buffered and stop reading
+            await asyncio.gather(out.finish(0.01), err.finish(0.01))
+        finally:
+            out.close()
+            err.close()
+            for name in (spec_name, pid_file):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(name)
+        if timed_out:
+            return ExecResult(-1, b"", b"command timed out", timed_out=True)
+        return ExecResult(code if code is not None else -1, out.data, err.data)
+
+    async def exec_sync_conmon(
+        self, cid: str, process: dict[str, Any], limit_s: int, *, tty: bool = False
+    ) -> ExecResult:
         """Run a command in the container under `conmon --exec --sync` (protocol-facts §1.8)."""
         self.prepare_dirs()
         with tempfile.TemporaryDirectory(prefix="exec-", dir=self.exits_dir.parent) as tmp_name:
@@ -326,6 +401,84 @@ class OciRuntime:
             await asyncio.to_thread(write)
         except OSError as exc:
             raise Internal(f"cannot reach the container monitor: {exc}") from exc
+
+
+class _FdCollector:
+    """One pipe: the write end goes to the command, the read end is drained on the loop,
+    keeping the first 16 MiB (the rest is read and dropped so the writer never blocks,
+    CVE-2022-1708)."""
+
+    def __init__(self) -> None:
+        self.read_fd, self.write_fd = os.pipe()
+        os.set_blocking(self.read_fd, False)
+        self.buf = bytearray()
+        self._eof: asyncio.Future[None] | None = None
+        self._reading = False
+
+    @property
+    def data(self) -> bytes:
+        return bytes(self.buf)
+
+    def start(self) -> None:
+        # the child holds its copy; ours would keep the pipe from ever reaching EOF
+        os.close(self.write_fd)
+        self.write_fd = -1
+        loop = asyncio.get_running_loop()
+        self._eof = loop.create_future()
+        loop.add_reader(self.read_fd, self._readable)
+        self._reading = True
+
+    def _readable(self) -> None:
+        while True:
+            try:
+                chunk = os.read(self.read_fd, 65536)
+            except BlockingIOError:
+                return
+            if not chunk:
+                self._stop_reading()
+                return
+            room = EXEC_OUTPUT_CAP - len(self.buf)
+            if room > 0:
+                self.buf += chunk[:room]
+
+    def _stop_reading(self) -> None:
+        if self._reading:
+            asyncio.get_running_loop().remove_reader(self.read_fd)
+            self._reading = False
+        if self._eof is not None and not self._eof.done():
+            self._eof.set_result(None)
+
+    async def finish(self, grace: float) -> None:
+        """Read what is buffered; wait up to `grace` for the end, then stop."""
+        if self._eof is None:
+            return
+        self._readable()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(self._eof), grace)
+        self._stop_reading()
+
+    def close(self) -> None:
+        if self._reading:
+            self._stop_reading()
+        for fd in (self.read_fd, self.write_fd):
+            if fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self.read_fd = self.write_fd = -1
+
+
+def _kill_command(runtime_pid: int, pid: int) -> None:
+    """Kill an exec'd command and what it started: its process group (the runtime may have
+    given it one of its own) and the runtime's."""
+    groups = {runtime_pid}
+    if pid > 0:
+        with contextlib.suppress(ProcessLookupError):
+            groups.add(os.getpgid(pid))
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, 9)
+    for group in groups:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(group, 9)
 
 
 def read_cri_log_streams(path: Path) -> tuple[bytes, bytes]:
