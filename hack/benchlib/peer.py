@@ -25,8 +25,10 @@ from benchlib.util import (
 
 CONTAINERD = "/usr/bin/containerd"
 RUNC = "/usr/sbin/runc"
-# containerd 1.6 puts shim sockets here whatever its state dir is
+# containerd 1.6 puts shim sockets here whatever its state dir is, and its CNI library caches
+# results under /var/lib/cni: directories it creates there are removed again when empty
 _SHIM_SOCKET_DIR = Path("/run/containerd/s")
+_CNI_CACHE_DIR = Path("/var/lib/cni/results")
 
 
 def containerd_config(workdir: Path, sandbox_image: str) -> str:
@@ -88,7 +90,7 @@ class ContainerdPeer:
         self.net = net
         self.pid = 0
         self._proc: subprocess.Popen[bytes] | None = None
-        self._made_shim_dirs: list[Path] = []
+        self._made_dirs: list[Path] = []
 
     @property
     def socket(self) -> Path:
@@ -110,9 +112,11 @@ class ContainerdPeer:
 
     def start(self) -> None:
         config = self.write_files()
-        for d in (_SHIM_SOCKET_DIR.parent, _SHIM_SOCKET_DIR):
+        for d in (_SHIM_SOCKET_DIR.parent, _SHIM_SOCKET_DIR, _CNI_CACHE_DIR.parent, _CNI_CACHE_DIR):
             if not d.exists():
-                self._made_shim_dirs.insert(0, d)
+                self._made_dirs.insert(0, d)
+        # for `hack/peer-containerd stop`, which runs in another process
+        (self.workdir / "made-dirs").write_text("".join(f"{d}\n" for d in self._made_dirs))
         log = open(self.workdir / "containerd.log", "wb")  # noqa: SIM115 - the child keeps it
         self._proc = subprocess.Popen(
             [CONTAINERD, "--config", str(config)],
@@ -151,7 +155,10 @@ class ContainerdPeer:
         else:
             _stop_by_pidfile(self.workdir / "containerd.pid")
         cleanup_leftovers(self.workdir)
-        for d in self._made_shim_dirs:
+        made = self._made_dirs
+        if not made and (self.workdir / "made-dirs").exists():
+            made = [Path(line) for line in (self.workdir / "made-dirs").read_text().split()]
+        for d in made:
             try:
                 d.rmdir()
             except OSError:
