@@ -237,8 +237,9 @@ class OciRuntime:
         Without a terminal the runtime's `exec` runs directly with pipes: conmon and its
         temporary CRI log add a process and a file per probe for nothing. A terminal needs
         conmon's pty handling."""
-        if tty:
-            return await self.exec_sync_conmon(cid, process, limit_s, tty=True)
+        # only a child subreaper adopts the detached command and learns its exit status
+        if tty or not exits.is_child_subreaper():
+            return await self.exec_sync_conmon(cid, process, limit_s, tty=tty)
         return await self.exec_sync_direct(cid, process, limit_s)
 
     async def exec_sync_direct(self, cid: str, process: dict[str, Any], limit_s: int) -> ExecResult:

@@ -34,3 +34,24 @@ def test_wait_for_an_exit_and_reap() -> None:
     assert not os.path.exists(f"/proc/{proc.pid}") or not process_alive(proc.pid)
     asyncio.run(wait_pid_exit(proc.pid))  # gone already: returns at once
     assert not process_alive(-1)
+
+
+def test_adopted_child_status() -> None:
+    """A grandchild orphaned to us (as a subreaper) is waited for with its exit status."""
+    import ctypes
+
+    from cri_py.oci.exits import is_child_subreaper, wait_child_status
+
+    script = "import subprocess, sys; p = subprocess.Popen(['sh', '-c', 'sleep 0.1; exit 7']); print(p.pid)"
+
+    async def scenario() -> int | None:
+        was = is_child_subreaper()
+        ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)
+        try:
+            out = subprocess.run(["python3", "-c", script], capture_output=True, text=True, check=True).stdout
+            return await asyncio.wait_for(wait_child_status(int(out)), 5)
+        finally:
+            if not was:
+                ctypes.CDLL(None).prctl(36, 0, 0, 0, 0)
+
+    assert asyncio.run(scenario()) == 7
