@@ -48,7 +48,10 @@ def test_adopted_child_status() -> None:
         was = is_child_subreaper()
         ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)
         try:
-            out = subprocess.run(["python3", "-c", script], capture_output=True, text=True, check=True).stdout
+            done = await asyncio.to_thread(
+                subprocess.run, ["python3", "-c", script], capture_output=True, text=True, check=True
+            )
+            out = done.stdout
             return await asyncio.wait_for(wait_child_status(int(out)), 5)
         finally:
             if not was:
