@@ -51,6 +51,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     mode.add_argument("--compare", action="store_true", help="start cri-py and containerd and compare them")
     mode.add_argument("--endpoint", help="measure one running CRI endpoint (unix:///path)")
     mode.add_argument(
+        "--render", type=Path, help="print (and with --write-docs publish) a saved result JSON again"
+    )
+    mode.add_argument(
         "--spans",
         action="store_true",
         help="cri-py only: serial lifecycles with every subprocess and worker-thread call timed per RPC",
@@ -435,12 +438,21 @@ def main(argv: list[str]) -> int:
     args = parse_args(argv)
     # SIGTERM unwinds like Ctrl-C, so the finally blocks remove daemons, mounts, rules and bridges
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
-    if os.geteuid() != 0:
+    if os.geteuid() != 0 and not args.render:
         log("hack/bench needs root (runtimes, mounts, netns, iptables)")
         return 2
     if args.spans:
         return spans_mode(args)
+    if args.render:
+        result = json.loads(args.render.read_text())
+        text, md = render(result, args)
+        print("\n".join(text))
+        if args.write_docs and result.get("mode") == "compare":
+            (REPO / "docs" / "benchmarks.md").write_text(docs_page(result, md, result.get("argv", [])))
+            log("wrote docs/benchmarks.md")
+        return 0
     result = compare(args) if args.compare else single(args)
+    result["argv"] = argv
     text, md = render(result, args)
     print("\n".join(text))
     args.out.mkdir(parents=True, exist_ok=True)
