@@ -400,9 +400,12 @@ def docs_page(result: dict[str, Any], md: list[str], argv: list[str]) -> str:
                 "|---|---|---|---|",
                 *floor_lines,
                 "",
-                "Composite floors are sums of p50s: RunPodSandbox = half of netns add+delete + CNI ADD + "
-                "`runc run -d`; full lifecycle = 2 x (`runc run -d` + kill + wait + `runc delete`) + netns + "
-                "CNI ADD + DEL (a pod with a pause process and one container).",
+                "This table was measured before the runtimes started. The floor column of the results is "
+                "measured again inside each measure's rotation, doing the same work by hand: RunPodSandbox = "
+                "half of a netns add+delete + CNI bridge ADD + `runc run -d` (a pause process); "
+                "Create+Start = `runc run -d` of busybox `sleep 3600`; full lifecycle = netns + CNI ADD + DEL + "
+                "2 x (`runc run -d` + SIGKILL + wait for the exit + `runc delete`), a pod with a pause process "
+                "and one container; ExecSync = `runc exec <id> true`.",
                 "",
                 "## Reproduce",
                 "",
