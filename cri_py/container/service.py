@@ -65,6 +65,8 @@ class ContainerService:
         self._cpu_samples: dict[str, CpuSample] = {}
         # each container's OCI process (what exec starts from), read once from its bundle
         self._processes: dict[str, dict[str, Any]] = {}
+        self._generation = 0
+        self._list_cache: tuple[tuple[int, bytes], api_pb2.ListContainersResponse] | None = None
         self.bundles_dir = config.run_dir / "containers"
         self.persist_dir = config.root / "containers"
         pods.containers = self
@@ -95,6 +97,16 @@ class ContainerService:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._watchers.clear()
+
+    # ---- records: every change bumps the generation the List cache is keyed by ---------
+
+    def _save(self, rec: ContainerRecord) -> None:
+        self._records.put(rec)
+        self._generation += 1
+
+    def _forget(self, cid: str) -> None:
+        self._records.delete(cid)
+        self._generation += 1
 
     # ---- lookups -----------------------------------------------------------------------
 
@@ -195,7 +207,7 @@ class ContainerService:
             stop_signal=resolve_signal(config.stop_signal, str(image_cfg.get("StopSignal") or "")),
             resources_b64=encode(config.linux.resources),
         )
-        self._records.put(rec)
+        self._save(rec)
         self._names[rec.name_key] = cid
         marks = [time.perf_counter()]
         try:
@@ -241,7 +253,7 @@ class ContainerService:
                 # RemovePodSandbox ran meanwhile and could not see this container yet
                 raise NotFound(f"pod sandbox {pod_id} was removed during CreateContainer")
             rec.state = ContainerState.CREATED
-            self._records.put(rec)
+            self._save(rec)
             marks.append(time.perf_counter())
         except BaseException as exc:
             log.warning("container %s: CreateContainer failed, unwinding: %s", cid, exc)
@@ -299,7 +311,7 @@ class ContainerService:
             rec.exit_code = code
             rec.finished_at = finished
             rec.reason = exit_reason(code, oom)
-            self._records.put(rec)
+            self._save(rec)
         self._event(rec.id).set()
         self._spawn_cleanup(rec)
 
@@ -311,7 +323,7 @@ class ContainerService:
                 current = self._records.get(rec.id)
                 if current is not None:
                     current.deleted = True
-                    self._records.put(current)
+                    self._save(current)
 
         task = asyncio.create_task(cleanup())
         self._watchers.setdefault(f"cleanup-{rec.id}", task)
@@ -343,7 +355,7 @@ class ContainerService:
             # a quick command may have exited (and been recorded) already
             if rec.state == ContainerState.CREATED and can_transition(rec.state, ContainerState.RUNNING):
                 rec.state = ContainerState.RUNNING
-            self._records.put(rec)
+            self._save(rec)
 
     # ---- StopContainer -----------------------------------------------------------------
 
@@ -417,7 +429,7 @@ class ContainerService:
             with contextlib.suppress(Exception):
                 await runtime.delete(rec.id, force=True)
         await asyncio.to_thread(self._remove_files, rec, runtime)
-        self._records.delete(rec.id)
+        self._forget(rec.id)
         if self._names.get(rec.name_key) == rec.id:
             del self._names[rec.name_key]
         self._inflight.forget(rec.id)
@@ -488,6 +500,16 @@ class ContainerService:
             )
         return api_pb2.ContainerStatusResponse(status=status, info=info)
 
+    def list_response(self, flt: api_pb2.ContainerFilter | None) -> api_pb2.ListContainersResponse:
+        """The answer is kept until a record changes: kubelet lists every second."""
+        key = (self._generation, flt.SerializeToString() if flt is not None else b"")
+        cached = self._list_cache
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        response = api_pb2.ListContainersResponse(containers=self.list(flt))
+        self._list_cache = (key, response)
+        return response
+
     def list(self, flt: api_pb2.ContainerFilter | None) -> builtins.list[api_pb2.Container]:
         out = []
         for rec in self._select(
@@ -549,7 +571,7 @@ class ContainerService:
             raise FailedPrecondition(f"container {rec.id} is {rec.state}")
         await self.runtime_of(rec).update(rec.id, oci_resources(resources))
         rec.resources_b64 = encode(resources)
-        self._records.put(rec)
+        self._save(rec)
 
     async def reopen_log(self, cid: str) -> None:
         if not cid:

@@ -72,6 +72,8 @@ class PodService:
         self.pause_rootfs = config.root / "pause-rootfs"
         self.host = HostFacts(config.cgroup_driver, own_oom_score_adj(), host_capabilities())
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._generation = 0
+        self._list_cache: tuple[tuple[int, bytes], api_pb2.ListPodSandboxResponse] | None = None
 
     # ---- life cycle --------------------------------------------------------------------
 
@@ -84,8 +86,11 @@ class PodService:
             if pod.state == SandboxState.CREATING:
                 log.info("pod %s: unwinding an unfinished RunPodSandbox", pod.id)
                 await self._unwind(pod)
-            elif pod.state == SandboxState.READY and pod.infra and not exits.process_alive(pod.infra_pid):
-                self._set_state(pod, SandboxState.NOTREADY)
+            elif pod.state == SandboxState.READY and pod.infra:
+                if exits.process_alive(pod.infra_pid):
+                    self._watch_infra(pod)
+                else:
+                    self._set_state(pod, SandboxState.NOTREADY)
 
     def _prepare(self) -> None:
         exits.become_child_subreaper()
@@ -105,6 +110,16 @@ class PodService:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
+
+    # ---- records: every change bumps the generation the List cache is keyed by ---------
+
+    def _save(self, pod: SandboxRecord) -> None:
+        self._pods.put(pod)
+        self._generation += 1
+
+    def _forget(self, pod_id: str) -> None:
+        self._pods.delete(pod_id)
+        self._generation += 1
 
     # ---- lookups -----------------------------------------------------------------------
 
@@ -213,7 +228,7 @@ class PodService:
             infra=shares_pid and not host_pid and not runtime.is_sandboxed,
         )
         # the name is taken before anything exists, so a crash leaves a record to unwind
-        self._pods.put(pod)
+        self._save(pod)
         self._names[pod.name_key] = pod_id
         try:
             # the pod's files and IPC/UTS pins, and its network namespace, side by side
@@ -225,7 +240,7 @@ class PodService:
 
                 # recorded first: an unwind after a crash must find the pin
                 pod.netns_path = str(pinned_netns_path(self.config.run_dir, pod_id))
-                self._pods.put(pod)
+                self._save(pod)
                 prepared.append(asyncio.to_thread(create_pinned_netns, self.config.run_dir, pod_id))
             await _all_settled(prepared)
             # CNI ADD and the pause process do not depend on each other
@@ -241,7 +256,7 @@ class PodService:
                     files.write_file, pod.dir / "hosts", files.hosts_text(pod.hostname, pod.ip, host_net)
                 )
             pod.state = SandboxState.READY
-            self._pods.put(pod)
+            self._save(pod)
         except BaseException as exc:
             log.warning("pod %s: RunPodSandbox failed, unwinding: %s", pod_id, exc)
             await asyncio.shield(self._unwind(pod))
@@ -300,7 +315,25 @@ class PodService:
 
         await asyncio.to_thread(write)
         pod.infra_pid = await runtime.run_detached(pod.id, bundle)
-        self._pods.put(pod)
+        self._save(pod)
+        self._watch_infra(pod)
+
+    def _watch_infra(self, pod: SandboxRecord) -> None:
+        """A pause process that dies makes its pod NOTREADY (kubelet then re-creates it)."""
+
+        async def watch(pod_id: str, pid: int) -> None:
+            await exits.wait_pid_exit(pid)
+            current = self._pods.get(pod_id)
+            if current is not None and current.infra_pid == pid and current.state == SandboxState.READY:
+                log.warning("pod %s: its infra process %d exited", pod_id, pid)
+                self._set_state(current, SandboxState.NOTREADY)
+            else:
+                # still a change the List cache must see (is_ready looks at the process)
+                self._generation += 1
+
+        task = asyncio.create_task(watch(pod.id, pod.infra_pid), name=f"infra-{pod.id[:12]}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     # ---- StopPodSandbox ----------------------------------------------------------------
 
@@ -326,7 +359,7 @@ class PodService:
         if pod.state != SandboxState.CREATING:
             check_transition(pod.state, SandboxState.NOTREADY)
         pod.state = SandboxState.NOTREADY
-        self._pods.put(pod)
+        self._save(pod)
 
     async def _stop_infra(self, pod: SandboxRecord) -> None:
         if not pod.infra:
@@ -368,7 +401,7 @@ class PodService:
             except Exception as exc:  # noqa: BLE001
                 log.warning("pod %s: network teardown: %s", pod.id, exc)
         await asyncio.to_thread(self._remove_files, pod)
-        self._pods.delete(pod.id)
+        self._forget(pod.id)
         if self._names.get(pod.name_key) == pod.id:
             del self._names[pod.name_key]
         self._inflight.forget(pod.id)
@@ -388,7 +421,7 @@ class PodService:
     def _set_state(self, pod: SandboxRecord, state: SandboxState) -> None:
         check_transition(pod.state, state)
         pod.state = state
-        self._pods.put(pod)
+        self._save(pod)
 
     # ---- UpdatePodSandboxResources -----------------------------------------------------
 
@@ -409,7 +442,7 @@ class PodService:
         if resources is not None:
             cfg.linux.resources.CopyFrom(resources)
         pod.config_b64 = encode_config(cfg)
-        self._pods.put(pod)
+        self._save(pod)
 
     # ---- Status / List -----------------------------------------------------------------
 
@@ -454,6 +487,16 @@ class PodService:
 
     def _cri_state(self, pod: SandboxRecord) -> api_pb2.PodSandboxState:
         return api_pb2.SANDBOX_READY if self.is_ready(pod) else api_pb2.SANDBOX_NOTREADY
+
+    def list_response(self, flt: api_pb2.PodSandboxFilter | None) -> api_pb2.ListPodSandboxResponse:
+        """The answer is kept until a record changes (an infra exit is one: it is watched)."""
+        key = (self._generation, flt.SerializeToString() if flt is not None else b"")
+        cached = self._list_cache
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        response = api_pb2.ListPodSandboxResponse(items=self.list(flt))
+        self._list_cache = (key, response)
+        return response
 
     def list(self, flt: api_pb2.PodSandboxFilter | None) -> list[api_pb2.PodSandbox]:
         out = []

@@ -54,7 +54,7 @@ class ContainerHandlers:
         self, request: api_pb2.ListContainersRequest, context: Context
     ) -> api_pb2.ListContainersResponse:
         flt = request.filter if request.HasField("filter") else None
-        return api_pb2.ListContainersResponse(containers=self._containers().list(flt))
+        return self._containers().list_response(flt)
 
     async def ContainerStatus(
         self, request: api_pb2.ContainerStatusRequest, context: Context

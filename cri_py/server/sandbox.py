@@ -59,7 +59,7 @@ class SandboxHandlers:
         self, request: api_pb2.ListPodSandboxRequest, context: Context
     ) -> api_pb2.ListPodSandboxResponse:
         flt = request.filter if request.HasField("filter") else None
-        return api_pb2.ListPodSandboxResponse(items=self._pods().list(flt))
+        return self._pods().list_response(flt)
 
     async def UpdatePodSandboxResources(
         self, request: api_pb2.UpdatePodSandboxResourcesRequest, context: Context

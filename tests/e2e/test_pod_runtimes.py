@@ -4,6 +4,9 @@ namespace held by the infra process, and many pods at once."""
 from __future__ import annotations
 
 import concurrent.futures
+import json
+import os
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -100,6 +103,18 @@ def test_shared_pid_namespace_through_the_infra_process(cri: Any, registry: Test
     assert "sleep 3600" in out and "sleep 3601" in out and "/pause" in out
     # the pause process is PID 1 of the pod
     assert any(line.split()[:2] == ["1", "/pause"] for line in out.splitlines()), out
+    # when it dies the pod is NOTREADY, in List too (kubelet then re-creates the pod)
+    info = cri.runtime.PodSandboxStatus(
+        api_pb2.PodSandboxStatusRequest(pod_sandbox_id=pod_id, verbose=True), timeout=10
+    ).info["info"]
+    os.kill(json.loads(info)["infra_pid"], signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while True:
+        items = cri.runtime.ListPodSandbox(api_pb2.ListPodSandboxRequest(), timeout=10).items
+        if [p.state for p in items] == [api_pb2.SANDBOX_NOTREADY]:
+            break
+        assert time.monotonic() < deadline, items
+        time.sleep(0.02)
 
 
 def test_ten_pods_in_parallel(cri: Any, registry: TestRegistry) -> None:
