@@ -219,6 +219,7 @@ def compare(args: argparse.Namespace) -> dict[str, Any]:
                 wrapper = [
                     str(REPO / ".venv/bin/py-spy"),
                     "record",
+                    "--nonblocking",
                     "--format",
                     "speedscope",
                     "--rate",
