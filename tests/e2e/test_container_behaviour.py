@@ -277,3 +277,12 @@ def test_log_size_limit(cri_factory: Any, registry: TestRegistry, tmp_path: Path
     wait_state(cri, cid, api_pb2.CONTAINER_EXITED)
     text = (tmp_path / "logs" / "big.log").read_text()
     assert len(text) <= 4096 and "line-1999" in text and "line-0\n" not in text
+
+
+def test_exec_sync_in_a_tty_container(cri: Any, registry: TestRegistry, tmp_path: Path) -> None:
+    pod = _pod(cri, tmp_path)
+    cid = _running(cri, pod, registry.busybox, ["sleep", "3600"], tty=True, stdin=True)
+    wait_state(cri, cid, api_pb2.CONTAINER_RUNNING)
+    out = exec_sync(cri, cid, ["sh", "-c", "echo hello; exit 3"])
+    # through a terminal: one stream, CRLF line ends
+    assert out.exit_code == 3 and out.stdout.replace(b"\r", b"") == b"hello\n"
