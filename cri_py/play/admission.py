@@ -54,9 +54,16 @@ def admit(pod: Any, unsafe_allowed: tuple[str, ...] = ()) -> None:
         if spec.host_ipc and name.startswith(IPC_SYSCTLS):
             raise InvalidArgument(f"{where}: {name} is an IPC sysctl and the pod uses the host IPC namespace")
     for i, container in enumerate(spec.init_containers or []):
-        if container.restart_policy is not None:
+        if container.restart_policy not in (None, "Always"):
             raise InvalidArgument(
-                f"spec.initContainers[{i}].restartPolicy: sidecar containers are not supported by cri-py play"
+                f"spec.initContainers[{i}].restartPolicy: Unsupported value {container.restart_policy!r}: "
+                "only Always (a sidecar) is allowed"
+            )
+    for i, container in enumerate(spec.containers):
+        if container.restart_policy is not None or container.restart_policy_rules:
+            raise InvalidArgument(
+                f"spec.containers[{i}].restartPolicy: per-container restart policies are not supported by "
+                "cri-py play"
             )
 
 

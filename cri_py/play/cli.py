@@ -23,7 +23,7 @@ from cri_py.play.client import DEFAULT_ENDPOINT, CriClient
 from cri_py.play.defaults import apply_defaults
 from cri_py.play.manifest import load_file
 from cri_py.play.node import probe_node
-from cri_py.play.runner import Player, PodFailed, StartFailed
+from cri_py.play.runner import Player, PodFailed, StartFailed, sidecar_names
 from cri_py.play.translate import ImageFacts, PlayContext
 from cri_py.play.watch import watch
 
@@ -132,7 +132,7 @@ async def _run(args: argparse.Namespace, pods: list[Any], ctx: PlayContext) -> i
                 grace = args.grace_period
                 if grace is None:
                     grace = int(pod.spec.termination_grace_period_seconds)
-                if not await player.down(meta.namespace, meta.name, grace):
+                if not await player.down(meta.namespace, meta.name, grace, sidecar_names(pod)):
                     _say(f"pod {meta.namespace}/{meta.name} not found")
             return 0
         if args.status:

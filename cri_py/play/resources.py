@@ -152,21 +152,35 @@ def _max(into: ResourceList, more: ResourceList) -> None:
             into[name] = amount
 
 
-def pod_totals(pod: Any) -> tuple[ResourceList, ResourceList]:
-    """PodRequests and PodLimits without overhead: app containers summed, init containers as a max."""
-    requests: ResourceList = {}
-    limits: ResourceList = {}
+def is_sidecar(container: Any) -> bool:
+    """An init container with restartPolicy Always keeps running beside the app containers."""
+    return bool(container.restart_policy == "Always")
+
+
+def _aggregate(pod: Any, amounts: Any) -> ResourceList:
+    """PodRequests/PodLimits: app containers and sidecars summed; each regular init container
+    counted with the sidecars started before it, the largest of those taken."""
+    total: ResourceList = {}
     for container in pod.spec.containers:
-        _add(requests, container_requests(container))
-        _add(limits, container_limits(container))
-    init_requests: ResourceList = {}
-    init_limits: ResourceList = {}
+        _add(total, amounts(container))
+    sidecars: ResourceList = {}
+    init_peak: ResourceList = {}
     for container in pod.spec.init_containers or []:
-        _max(init_requests, container_requests(container))
-        _max(init_limits, container_limits(container))
-    _max(requests, init_requests)
-    _max(limits, init_limits)
-    return requests, limits
+        if is_sidecar(container):
+            _add(total, amounts(container))
+            _add(sidecars, amounts(container))
+            current = dict(sidecars)
+        else:
+            current = dict(amounts(container))
+            _add(current, sidecars)
+        _max(init_peak, current)
+    _max(total, init_peak)
+    return total
+
+
+def pod_totals(pod: Any) -> tuple[ResourceList, ResourceList]:
+    """PodRequests and PodLimits without overhead."""
+    return _aggregate(pod, container_requests), _aggregate(pod, container_limits)
 
 
 def sandbox_resources(pod: Any) -> api_pb2.LinuxContainerResources:

@@ -18,11 +18,12 @@ from typing import Any
 import grpc
 
 from cri_py.api import api_pb2
-from cri_py.errors import CriError, FailedPrecondition, NotFound
+from cri_py.errors import CriError, FailedPrecondition
 from cri_py.play import cgroups, translate, volumes
 from cri_py.play.client import CriClient
 from cri_py.play.manifest import iter_containers
-from cri_py.play.probes import run_lifecycle_handler
+from cri_py.play.probes import run_check, run_lifecycle_handler
+from cri_py.play.resources import is_sidecar
 from cri_py.play.translate import ImageFacts, PlayContext
 
 POLL_INTERVAL = 0.1
@@ -51,6 +52,10 @@ class StartedContainer:
     name: str
     restart_count: int
     annotations: dict[str, str] = field(default_factory=dict)  # for the preStop hook on a kill
+
+
+def sidecar_names(pod: Any) -> tuple[str, ...]:
+    return tuple(c.name for c in pod.spec.init_containers or [] if is_sidecar(c))
 
 
 def new_random_id() -> str:
@@ -232,6 +237,34 @@ class Player:
                 return status
             await asyncio.sleep(POLL_INTERVAL)
 
+    async def wait_started(
+        self, pod: Any, container: Any, started: StartedContainer, pod_ips: tuple[str, ...]
+    ) -> None:
+        """A sidecar counts as started once it runs and its startup probe (if any) succeeded;
+        only then does kubelet go on with the next init container."""
+        while True:
+            status = await self.container_status(started.id)
+            if status.state == ContainerState.CONTAINER_EXITED:
+                raise StartFailed("SidecarExited", container.name, f"exited with code {status.exit_code}")
+            if status.state == ContainerState.CONTAINER_RUNNING:
+                break
+            await asyncio.sleep(POLL_INTERVAL)
+        probe = container.startup_probe
+        if probe is None:
+            return
+        await asyncio.sleep(probe.initial_delay_seconds or 0)
+        failures = 0
+        while True:
+            ok, detail = await run_check(
+                self.cri, started.id, container, probe, pod_ips[0] if pod_ips else ""
+            )
+            if ok:
+                return
+            failures += 1
+            if failures >= (probe.failure_threshold or 3):
+                raise StartFailed("StartupProbeFailed", container.name, detail)
+            await asyncio.sleep(probe.period_seconds or 10)
+
     async def run_init(
         self,
         pod: Any,
@@ -267,7 +300,7 @@ class Player:
                     count = int(container.annotations.get(translate.RESTART_COUNT, "0")) + 1
                     restarts[container.metadata.name] = max(restarts.get(container.metadata.name, 0), count)
                 self.say(f"re-creating the sandbox of pod {meta.namespace}/{meta.name} (attempt {attempt})")
-                await self.remove_sandbox(old, grace, teardown=False)
+                await self.remove_sandbox(old, grace, teardown=False, sidecars=sidecar_names(pod))
             else:
                 self.say(f"replacing pod {meta.namespace}/{meta.name} ({old.id[:13]})")
                 await self.remove_sandbox(old, grace)
@@ -285,8 +318,10 @@ class Player:
         self.say(f"pod {meta.namespace}/{meta.name} sandbox {sandbox_id[:13]} ip {','.join(ips) or '-'}")
         for is_init, container in iter_containers(pod):
             count = restarts.get(container.name, 0)
-            if not is_init:
-                await self.start_container(pod, container, sandbox_id, config, ips, count)
+            if not is_init or is_sidecar(container):
+                started = await self.start_container(pod, container, sandbox_id, config, ips, count)
+                if is_init:
+                    await self.wait_started(pod, container, started, ips)
                 continue
             status = await self.run_init(pod, container, sandbox_id, config, ips, count)
             if status.exit_code != 0:
@@ -329,15 +364,22 @@ class Player:
             api_pb2.StopContainerRequest(container_id=container_id, timeout=grace)
         )
 
-    async def remove_sandbox(self, sandbox: Any, grace: int, teardown: bool = True) -> None:
-        """killPod then removal: containers stopped with the grace period, sandbox stopped and
-        removed, then (unless the pod lives on in a new sandbox) its host directories, mounts
-        and cgroups."""
+    async def remove_sandbox(
+        self, sandbox: Any, grace: int, teardown: bool = True, sidecars: tuple[str, ...] = ()
+    ) -> None:
+        """killPod then removal: app containers stopped together within the grace period, then
+        the sidecars one by one in reverse order, the sandbox stopped and removed, then (unless
+        the pod lives on in a new sandbox) its host directories, mounts and cgroups."""
         containers = await self.containers(sandbox.id)
         running = [c for c in containers if c.state != ContainerState.CONTAINER_EXITED]
         ips = await self.pod_ips(sandbox.id) if running else ()
         ip = ips[0] if ips else ""
-        await asyncio.gather(*(self.stop_container(c.id, grace, dict(c.annotations), ip) for c in running))
+        main = [c for c in running if c.metadata.name not in sidecars]
+        await asyncio.gather(*(self.stop_container(c.id, grace, dict(c.annotations), ip) for c in main))
+        for name in reversed(sidecars):
+            for c in running:
+                if c.metadata.name == name:
+                    await self.stop_container(c.id, grace, dict(c.annotations), ip)
         await self.cri.runtime.StopPodSandbox(api_pb2.StopPodSandboxRequest(pod_sandbox_id=sandbox.id))
         for container in containers:
             await self.cri.runtime.RemoveContainer(api_pb2.RemoveContainerRequest(container_id=container.id))
@@ -351,15 +393,10 @@ class Player:
                     volumes.remove_pod_cgroups, f"/kubepods/{level}pod{uid}", self.ctx.cgroup_root
                 )
 
-    async def down(self, namespace: str, name: str, grace: int) -> int:
+    async def down(self, namespace: str, name: str, grace: int, sidecars: tuple[str, ...] = ()) -> int:
         """Remove every sandbox of this pod; returns how many there were."""
         found = await self.sandboxes(namespace, name)
         for sandbox in found:
-            await self.remove_sandbox(sandbox, grace)
+            await self.remove_sandbox(sandbox, grace, sidecars=sidecars)
             self.say(f"removed pod {namespace}/{name} ({sandbox.id[:13]})")
         return len(found)
-
-
-def require_found(found: int, namespace: str, name: str) -> None:
-    if not found:
-        raise NotFound(f"pod {namespace}/{name} is not running")

@@ -19,6 +19,7 @@ import grpc
 from cri_py.api import api_pb2
 from cri_py.play import translate
 from cri_py.play.probes import run_check
+from cri_py.play.resources import is_sidecar
 from cri_py.play.runner import Player, StartedContainer, StartFailed
 from cri_py.play.status import container_state_text, newest_per_name, short_message
 
@@ -56,6 +57,8 @@ class Tracked:
     ready: bool = False
     probe_tasks: list[asyncio.Task[None]] = field(default_factory=list)
     pending_count: int | None = None  # a start that failed: retried at restart_at with this count
+    sidecar: bool = False  # an init container with restartPolicy Always
+    startup_passed: bool = False  # no startup probe, or it has succeeded for the current instance
 
 
 def should_restart(policy: str, exit_code: int) -> bool:
@@ -75,6 +78,12 @@ class PodWatcher:
         self.sandbox_config = api_pb2.PodSandboxConfig()
         self.ips: tuple[str, ...] = ()
         self.apps = {c.name: Tracked(c, backoff=Backoff(backoff_base)) for c in pod.spec.containers}
+        self.sidecars = {
+            c.name: Tracked(c, backoff=Backoff(backoff_base), sidecar=True)
+            for c in pod.spec.init_containers or []
+            if is_sidecar(c)
+        }
+        self.completed = False  # all app containers done for good: sidecars stopped
         self.failed = False
         self.attempt = 0
         self.init_counts: dict[str, int] = {}  # the restart count each init container last ran with
@@ -93,16 +102,22 @@ class PodWatcher:
         self.sandbox_config = translate.sandbox_config(self.pod, self.player.ctx, self.attempt)
         self.ips = await self.player.pod_ips(ready.id)
         for container in newest_per_name(await self.player.containers(ready.id)):
-            tracked = self.apps.get(container.metadata.name)
+            tracked = self.apps.get(container.metadata.name) or self.sidecars.get(container.metadata.name)
             if tracked is not None:
                 count = int(container.annotations.get(translate.RESTART_COUNT, "0"))
                 tracked.current = StartedContainer(
                     container.id, container.metadata.name, count, dict(container.annotations)
                 )
         self.say(f"watching sandbox {ready.id[:13]}")
-        for tracked in self.apps.values():
+        for tracked in self.all_tracked():
             if tracked.current is None:
                 await self.start(tracked, 0)
+
+    def all_tracked(self) -> list[Tracked]:
+        return [*self.sidecars.values(), *self.apps.values()]
+
+    def policy_of(self, tracked: Tracked) -> str:
+        return "Always" if tracked.sidecar else str(self.pod.spec.restart_policy)
 
     async def new_sandbox(self, restarts: dict[str, int] | None = None) -> None:
         """A sandbox (attempt self.attempt), its init containers, then every app container with
@@ -134,12 +149,16 @@ class PodWatcher:
         for sandbox in await self.player.sandboxes(self.pod.metadata.namespace, self.pod.metadata.name):
             if sandbox.id == self.sandbox_id:
                 await self.player.remove_sandbox(
-                    sandbox, int(self.pod.spec.termination_grace_period_seconds), teardown=False
+                    sandbox,
+                    int(self.pod.spec.termination_grace_period_seconds),
+                    teardown=False,
+                    sidecars=tuple(self.sidecars),
                 )
         self.attempt += 1
-        for tracked in self.apps.values():
+        for tracked in self.all_tracked():
             tracked.state = ""
             tracked.restart_at = None
+            tracked.pending_count = None
         await self.new_sandbox({name: count + 1 for name, count in self.init_counts.items()})
 
     async def run_init_containers(self, restarts: dict[str, int]) -> bool:
@@ -147,6 +166,9 @@ class PodWatcher:
         restartPolicy is Never, which fails the pod."""
         policy = self.pod.spec.restart_policy
         for container in self.pod.spec.init_containers or []:
+            if container.name in self.sidecars:
+                await self.start_sidecar(self.sidecars[container.name], restarts)
+                continue
             backoff = Backoff(self.backoff_base)
             attempt = restarts.get(container.name, 0)
             while True:
@@ -182,6 +204,33 @@ class PodWatcher:
                 attempt += 1
         return True
 
+    async def start_sidecar(self, tracked: Tracked, restarts: dict[str, int]) -> None:
+        """Start a sidecar and wait until it runs and its startup probe passed; it is restarted
+        (with back-off) until it gets there, whatever the pod's restartPolicy."""
+        name = tracked.spec.name
+        count = restarts.get(name, 0) if tracked.current is None else tracked.current.restart_count + 1
+        await self.start(tracked, count)
+        while True:
+            if tracked.pending_count is not None:
+                await asyncio.sleep(max(0.0, (tracked.restart_at or 0.0) - self.clock()))
+                await self.start(tracked, tracked.pending_count)
+                continue
+            assert tracked.current is not None
+            status = await self.player.container_status(tracked.current.id)
+            if status.state == ContainerState.CONTAINER_EXITED:
+                delay = tracked.backoff.next_delay(0.0)
+                self.say(
+                    f"sidecar {name} exited before it started: {container_state_text(status)}; retrying in {delay:g}s"
+                )
+                await asyncio.sleep(delay)
+                await self.start(tracked, tracked.current.restart_count + 1)
+                continue
+            if status.state == ContainerState.CONTAINER_RUNNING and tracked.startup_passed:
+                self.say(f"sidecar {name} started")
+                tracked.state = container_state_text(status)
+                return
+            await asyncio.sleep(0.1)
+
     async def start(self, tracked: Tracked, restart_count: int) -> None:
         for task in tracked.probe_tasks:
             task.cancel()
@@ -199,6 +248,7 @@ class PodWatcher:
         tracked.pending_count = None
         tracked.ready = False
         tracked.restart_at = None
+        tracked.startup_passed = tracked.spec.startup_probe is None
         if tracked.spec.startup_probe is not None:
             # liveness and readiness wait until the startup probe has succeeded once
             tracked.probe_tasks = [
@@ -236,6 +286,7 @@ class PodWatcher:
             if ok:
                 failures, successes = 0, successes + 1
                 if kind == "startup":
+                    tracked.startup_passed = True
                     self.say(f"{tracked.spec.name}: startup probe succeeded")
                     self.start_probes(tracked, instance)
                     return
@@ -265,8 +316,10 @@ class PodWatcher:
             await self.recreate_sandbox()
             return
         now = self.clock()
-        for tracked in self.apps.values():
-            if tracked.pending_count is not None:
+        for tracked in self.all_tracked():
+            # once the app containers are done the sidecars are stopped for good
+            finished_sidecar = tracked.sidecar and self.completed
+            if tracked.pending_count is not None and not finished_sidecar:
                 if tracked.restart_at is not None and now >= tracked.restart_at:
                     await self.start(tracked, tracked.pending_count)
                 continue
@@ -292,7 +345,7 @@ class PodWatcher:
             if status.state != ContainerState.CONTAINER_EXITED:
                 continue
             if tracked.restart_at is None:
-                if not should_restart(self.pod.spec.restart_policy, status.exit_code):
+                if finished_sidecar or not should_restart(self.policy_of(tracked), status.exit_code):
                     continue
                 ran_for = max(0.0, (status.finished_at - status.started_at) / 1e9)
                 delay = tracked.backoff.next_delay(ran_for)
@@ -302,6 +355,28 @@ class PodWatcher:
                     self.say(f"{tracked.spec.name}: CrashLoopBackOff, restarting in {delay:g}s")
             if now >= tracked.restart_at:
                 await self.restart(tracked)
+
+        await self.stop_sidecars_when_done()
+
+    async def stop_sidecars_when_done(self) -> None:
+        """Once every app container has finished for good (restartPolicy OnFailure or Never),
+        kubelet stops the sidecars, in reverse order."""
+        if self.completed or not self.sidecars or self.pod.spec.restart_policy == "Always":
+            return
+        if not all(
+            t.state.startswith("Exited") and t.restart_at is None and t.pending_count is None
+            for t in self.apps.values()
+        ):
+            return
+        self.completed = True
+        self.say("all app containers completed: stopping the sidecars")
+        grace = int(self.pod.spec.termination_grace_period_seconds)
+        for tracked in reversed(list(self.sidecars.values())):
+            if tracked.current is not None:
+                for task in tracked.probe_tasks:
+                    task.cancel()
+                ip = self.ips[0] if self.ips else ""
+                await self.player.stop_container(tracked.current.id, grace, tracked.current.annotations, ip)
 
     async def restart(self, tracked: Tracked) -> None:
         previous = tracked.current
@@ -316,7 +391,7 @@ class PodWatcher:
         await self.start(tracked, previous.restart_count + 1)
 
     def cancel_probes(self) -> None:
-        for tracked in self.apps.values():
+        for tracked in self.all_tracked():
             for task in tracked.probe_tasks:
                 task.cancel()
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import contextlib
-import selectors
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,11 +15,7 @@ from typing import Any
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
-PLAY = [
-    sys.executable,
-    "-c",
-    "import sys; from cri_py.play import play_main; sys.exit(play_main(sys.argv[1:]))",
-]
+PLAY = [sys.executable, "-m", "cri_py.cli", "play"]
 
 
 @dataclass
@@ -108,7 +104,7 @@ def wait_for(predicate: Any, timeout: float = 30.0, interval: float = 0.1) -> An
 
 
 class Watch:
-    """`cri-py play --watch` in the background; lines are read as they come."""
+    """`cri-py play --watch` in the background; a thread collects its output lines."""
 
     def __init__(self, env: PlayEnv, manifest: Path, *flags: str) -> None:
         env.played.append(manifest)
@@ -121,41 +117,42 @@ class Watch:
         )
         self.lines: list[str] = []
         self.cursor = 0  # lines before it were matched already
+        self._changed = threading.Condition()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            with self._changed:
+                self.lines.append(line)
+                self._changed.notify_all()
+        with self._changed:
+            self._changed.notify_all()
 
     def wait_line(self, needle: str, timeout: float = 60.0) -> str:
+        """The next line (after the last match) containing `needle`."""
         deadline = time.monotonic() + timeout
-        assert self.proc.stdout is not None
-        selector = selectors.DefaultSelector()
-        selector.register(self.proc.stdout, selectors.EVENT_READ)
-        try:
-            for index in range(self.cursor, len(self.lines)):
-                if needle in self.lines[index]:
-                    self.cursor = index + 1
-                    return self.lines[index]
-            while time.monotonic() < deadline:
-                if not selector.select(max(0.0, deadline - time.monotonic())):
-                    break
-                line = self.proc.stdout.readline()
-                if not line:
-                    break
-                self.lines.append(line)
-                if needle in line:
-                    self.cursor = len(self.lines)
-                    return line
-        finally:
-            selector.close()
-        raise AssertionError(f"no line with {needle!r} in:\n{''.join(self.lines)}")
+        with self._changed:
+            while True:
+                for index in range(self.cursor, len(self.lines)):
+                    if needle in self.lines[index]:
+                        self.cursor = index + 1
+                        return self.lines[index]
+                left = deadline - time.monotonic()
+                if left <= 0 or (self.proc.poll() is not None and not self._reader.is_alive()):
+                    raise AssertionError(f"no line with {needle!r} in:\n{''.join(self.lines)}")
+                self._changed.wait(min(left, 0.5))
 
     def interrupt(self) -> int:
         self.proc.send_signal(signal.SIGINT)
         try:
             return self.proc.wait(30)
         finally:
-            if self.proc.poll() is None:
-                self.proc.kill()
-                self.proc.wait()
+            self.kill()
 
     def kill(self) -> None:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+        self._reader.join(10)

@@ -519,3 +519,67 @@ def test_play_security_context_and_resources(
     assert pod_memory.read_text().strip() == str(48 * 2**20)  # Guaranteed: kubelet's pod-level limit
     play_env.play(manifest, "--down")
     assert play_env.leftovers() == []
+
+
+def test_play_sidecar_runs_beside_the_app_and_stops_after_it(
+    cri: Any,
+    play_env: PlayEnv,
+    registry: TestRegistry,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    shared = [{"name": "shared", "mountPath": "/shared"}]
+    doc = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "with-sidecar"},
+        "spec": {
+            "restartPolicy": "Never",
+            "terminationGracePeriodSeconds": 2,
+            "initContainers": [
+                {
+                    "name": "ticker",
+                    "image": registry.busybox,
+                    "restartPolicy": "Always",
+                    "command": [
+                        "sh",
+                        "-c",
+                        'trap "exit 0" TERM; while true; do echo tick >> /shared/log; sleep 0.2; done',
+                    ],
+                    "startupProbe": {"exec": {"command": ["test", "-s", "/shared/log"]}, "periodSeconds": 1},
+                    "volumeMounts": shared,
+                },
+                # runs only once the sidecar has started: its output is already there
+                {
+                    "name": "check",
+                    "image": registry.busybox,
+                    "command": ["test", "-s", "/shared/log"],
+                    "volumeMounts": shared,
+                },
+            ],
+            "containers": [
+                {
+                    "name": "app",
+                    "image": registry.busybox,
+                    "command": ["sh", "-c", "sleep 1; grep -q tick /shared/log"],
+                    "volumeMounts": shared,
+                }
+            ],
+            "volumes": [{"name": "shared", "emptyDir": {}}],
+        },
+    }
+    manifest = write_manifest(tmp_path / "sidecar.yaml", [doc])
+    play_env.play(manifest)
+    status = play_env.play(manifest, "--status").stdout
+    check = next(line for line in status.splitlines() if " check " in line)
+    assert "Exited(0, Completed)" in check
+    watch = Watch(play_env, manifest)
+    try:
+        # the app may have finished before the watcher came: it adopts the pod as it is
+        watch.wait_line("all app containers completed: stopping the sidecars")
+        watch.wait_line("ticker: Running -> Exited(0, Completed)")
+        assert watch.interrupt() == 0
+    finally:
+        watch.kill()
+    assert not any("started with-sidecar/app" in line for line in watch.lines)  # Never: no restart
+    play_env.play(manifest, "--down")
+    assert play_env.leftovers() == []

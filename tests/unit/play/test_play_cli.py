@@ -40,13 +40,14 @@ def test_env_from_is_refused_before_touching_the_runtime(
     assert "spec.containers[0].envFrom: not supported by cri-py play" in capsys.readouterr().err
 
 
-def test_sidecar_init_containers_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    text = POD + "  initContainers: [{name: s, image: busybox, restartPolicy: Always}]\n"
-    assert run(tmp_path, text) == 1
-    assert (
-        "spec.initContainers[0].restartPolicy: sidecar containers are not supported"
-        in capsys.readouterr().err
-    )
+def test_init_container_restart_policy_other_than_always_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = POD + "  initContainers: [{name: s, image: busybox, restartPolicy: Never}]\n"
+    assert run(tmp_path, text, "--dry-run") == 1
+    assert "spec.initContainers[0].restartPolicy: Unsupported value 'Never'" in capsys.readouterr().err
+    sidecar = POD + "  initContainers: [{name: s, image: busybox, restartPolicy: Always}]\n"
+    assert run(tmp_path, sidecar, "--dry-run") == 0
 
 
 def test_dry_run_prints_the_cri_messages(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

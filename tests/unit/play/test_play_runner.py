@@ -364,3 +364,45 @@ def test_watch_retries_a_failed_pull_with_backoff(tmp_path: Path) -> None:
     assert "CreateContainer app attempt=0" in cri.runtime.calls
     pulls = [line for line in lines if "ErrImagePull: NOT_FOUND: no such image" in line]
     assert [p.rsplit(" ", 1)[-1] for p in pulls] == ["0s", "5s"]
+
+
+SIDECAR_POD = """
+apiVersion: v1
+kind: Pod
+metadata: {name: web}
+spec:
+  restartPolicy: OnFailure
+  initContainers:
+  - {name: proxy, image: "img:1", command: [PROXY], restartPolicy: Always}
+  - {name: logger, image: "img:1", command: [LOGGER], restartPolicy: Always}
+  - {name: first, image: "img:1", command: [INIT1]}
+  containers:
+  - {name: app, image: "img:1", command: [APP]}
+"""
+
+
+def test_sidecars_start_before_later_init_containers_and_stop_last(tmp_path: Path) -> None:
+    player, cri = make_player(tmp_path, {"INIT1": 0})
+    pod = load_pod(SIDECAR_POD)
+    asyncio.run(player.up(pod))
+    starts = [c.split()[1] for c in cri.runtime.calls if c.startswith("StartContainer")]
+    assert starts == ["proxy", "logger", "first", "app"]
+    asyncio.run(player.down("default", "web", 5, ("proxy", "logger")))
+    stops = [c.split()[1] for c in cri.runtime.calls if c.startswith("StopContainer")]
+    assert stops == ["app", "logger", "proxy"]
+
+
+def test_watch_stops_sidecars_once_the_app_completed(tmp_path: Path) -> None:
+    player, cri = make_player(tmp_path, {"INIT1": 0, "APP": 0})
+    pod = load_pod(SIDECAR_POD)
+
+    async def scenario() -> None:
+        watcher = PodWatcher(player, pod, backoff_base=0.0)
+        await watcher.adopt_or_start()
+        await watcher.tick()
+        await watcher.tick()
+
+    asyncio.run(scenario())
+    stops = [c.split()[1] for c in cri.runtime.calls if c.startswith("StopContainer")]
+    assert stops == ["logger", "proxy"]  # reverse order, after the app completed
+    assert not any(c.startswith("CreateContainer app attempt=1") for c in cri.runtime.calls)

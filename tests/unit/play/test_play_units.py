@@ -293,3 +293,22 @@ def test_fs_group_owns_empty_dirs(tmp_path: Path) -> None:
     os.chmod(path / "f", 0o600)
     volumes.set_volume_ownership(str(path), 2345)
     assert os.stat(path / "f").st_gid == 2345 and (os.stat(path / "f").st_mode & 0o777) == 0o660
+
+
+def test_pod_totals_with_sidecars() -> None:
+    # KEP-753: sidecars add to the app containers and to every init container started after them
+    pod = load_pod(
+        """
+apiVersion: v1
+kind: Pod
+metadata: {name: p}
+spec:
+  initContainers:
+  - {name: side, image: x, restartPolicy: Always, resources: {requests: {cpu: 200m}}}
+  - {name: init, image: x, resources: {requests: {cpu: "1"}}}
+  containers:
+  - {name: a, image: x, resources: {requests: {cpu: 300m}}}
+"""
+    )
+    requests, _ = resources.pod_totals(pod)
+    assert requests["cpu"] == Fraction(6, 5)  # max(200m + 300m, 1 + 200m)
