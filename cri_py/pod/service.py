@@ -86,6 +86,10 @@ class PodService:
             if pod.state == SandboxState.CREATING:
                 log.info("pod %s: unwinding an unfinished RunPodSandbox", pod.id)
                 await self._unwind(pod)
+            elif pod.state == SandboxState.READY and not _namespaces_survived(pod):
+                # a reboot took the pins (run_dir is a tmpfs): the pod is gone in all but name
+                log.info("pod %s: its namespaces are gone, NOTREADY", pod.id)
+                self._set_state(pod, SandboxState.NOTREADY)
             elif pod.state == SandboxState.READY and pod.infra:
                 if exits.process_alive(pod.infra_pid):
                     self._watch_infra(pod)
@@ -529,6 +533,12 @@ class PodService:
                     if any(labels.get(k) != v for k, v in flt.label_selector.items()):
                         continue
             yield pod
+
+
+def _namespaces_survived(pod: SandboxRecord) -> bool:
+    from cri_py.network.netns import is_pinned_netns
+
+    return not pod.netns_path or is_pinned_netns(Path(pod.netns_path))
 
 
 async def _all_settled(work: list[Awaitable[Any]]) -> None:
