@@ -67,6 +67,16 @@ def _hugepage_sizes() -> tuple[str, ...]:
     return tuple(_page_size_name(k) for k in kibs)
 
 
+def _primary_ip() -> str:
+    """The source address of the default route: a UDP connect picks it without sending a packet."""
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.connect(("192.0.2.1", 9))  # TEST-NET-1: routed by default, never contacted
+            return str(probe.getsockname()[0])
+    except OSError:
+        return "127.0.0.1"
+
+
 def probe_node(
     resolv_conf: str = "/etc/resolv.conf",
     cluster_domain: str = "cluster.local",
@@ -82,4 +92,5 @@ def probe_node(
         etc_hosts=_read("/etc/hosts"),
         cluster_domain=cluster_domain,
         cluster_dns=cluster_dns,
+        host_ips=(_primary_ip(),),
     )
