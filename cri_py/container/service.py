@@ -288,7 +288,13 @@ class ContainerService:
         self._event(rec.id)
         task = asyncio.create_task(self._wait_exit(rec.id, rec.conmon_pid), name=f"watch-{rec.id[:12]}")
         self._watchers[rec.id] = task
-        task.add_done_callback(lambda _t: self._watchers.pop(rec.id, None))
+        cid = rec.id
+
+        def done(finished: asyncio.Task[None]) -> None:
+            if self._watchers.get(cid) is finished:
+                del self._watchers[cid]
+
+        task.add_done_callback(done)
 
     async def _wait_exit(self, cid: str, conmon_pid: int) -> None:
         await exits.wait_pid_exit(conmon_pid)
@@ -325,9 +331,17 @@ class ContainerService:
                     current.deleted = True
                     self._save(current)
 
-        task = asyncio.create_task(cleanup())
-        self._watchers.setdefault(f"cleanup-{rec.id}", task)
-        task.add_done_callback(lambda _t: self._watchers.pop(f"cleanup-{rec.id}", None))
+        key = f"cleanup-{rec.id}"
+        if key in self._watchers:
+            return
+        task = asyncio.create_task(cleanup(), name=key)
+        self._watchers[key] = task
+
+        def done(finished: asyncio.Task[None]) -> None:
+            if self._watchers.get(key) is finished:
+                del self._watchers[key]
+
+        task.add_done_callback(done)
 
     # ---- StartContainer ----------------------------------------------------------------
 
