@@ -165,7 +165,7 @@ class OciRuntime:
         pid = int(reply.get("pid", -1))
         if pid <= 0:
             message = str(reply.get("message", "")).strip() or "unknown error"
-            raise Internal(f"container create failed: {message}")
+            raise Internal(f"container create failed: {_with_hint(message)}")
         conmon_pid = int((bundle / "conmon-pidfile").read_text().strip() or 0)
         return pid, conmon_pid
 
@@ -198,7 +198,7 @@ class OciRuntime:
             raise
         if proc.returncode != 0:
             text = err_path.read_text(errors="replace").strip()
-            raise Internal(f"{self.name} run (infra): {text or f'exit status {proc.returncode}'}")
+            raise Internal(f"{self.name} run (infra): {_with_hint(text) or f'exit status {proc.returncode}'}")
         return int(pid_file.read_text().strip())
 
     async def start(self, cid: str) -> None:
@@ -466,6 +466,14 @@ class _FdCollector:
                 with contextlib.suppress(OSError):
                     os.close(fd)
         self.read_fd = self.write_fd = -1
+
+
+def _with_hint(message: str) -> str:
+    # runsc (2022) probes /proc/sys/net/core/rmem_default, which newer kernels show in every
+    # network namespace, and so takes each pod's for the host's
+    if "cannot run with network enabled in root network namespace" in message:
+        return message + " (this kernel needs runsc's runtime_args: [--network=host])"
+    return message
 
 
 def _kill_command(runtime_pid: int, pid: int) -> None:
