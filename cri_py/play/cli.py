@@ -16,8 +16,8 @@ from google.protobuf import text_format
 
 from cri_py.api import api_pb2
 from cri_py.errors import CriError
+from cri_py.play import downward, translate
 from cri_py.play import status as status_table
-from cri_py.play import translate
 from cri_py.play.admission import admit, ignored_fields
 from cri_py.play.client import DEFAULT_ENDPOINT, CriClient
 from cri_py.play.defaults import apply_defaults
@@ -119,6 +119,8 @@ def _precheck(pods: list[Any], ctx: PlayContext, unsafe_sysctls: tuple[str, ...]
             )
         for index, volume in enumerate(pod.spec.volumes or []):
             translate.volume_host_path(pod, ctx, volume, f"spec.volumes[{index}]")
+            if volume.downward_api is not None:
+                downward.payload(pod, volume, f"spec.volumes[{index}]", ctx.node)
 
 
 async def _run(args: argparse.Namespace, pods: list[Any], ctx: PlayContext) -> int:

@@ -66,7 +66,8 @@ def _format_map(values: Mapping[str, str]) -> str:
     return "\n".join(f"{k}={json.dumps(values[k])}" for k in sorted(values))
 
 
-def _field_value(path: str, field: str, pod: Any, node: NodeInfo, runtime: PodRuntime) -> str:
+def field_value(where: str, field: str, pod: Any, node: NodeInfo, runtime: PodRuntime) -> str:
+    """A fieldRef's value; `where` (the fieldRef's own path) prefixes errors."""
     meta = pod.metadata
     simple = {
         "metadata.name": meta.name,
@@ -86,35 +87,30 @@ def _field_value(path: str, field: str, pod: Any, node: NodeInfo, runtime: PodRu
     for prefix, values in (("metadata.labels", meta.labels), ("metadata.annotations", meta.annotations)):
         if field.startswith(prefix + "['") and field.endswith("']"):
             return str((values or {}).get(field[len(prefix) + 2 : -2], ""))
-    raise InvalidArgument(f"{path}.valueFrom.fieldRef.fieldPath: Unsupported value {field!r}")
+    raise InvalidArgument(f"{where}.fieldPath: Unsupported value {field!r}")
 
 
-def _resource_value(path: str, ref: Any, container: Any, node: NodeInfo) -> str:
-    # limits left out are the node's allocatable (defaultPodLimitsForDownwardAPI)
+def resource_value(where: str, ref: Any, container: Any, node: NodeInfo) -> str:
+    """A resourceFieldRef's value; limits left out are the node's allocatable
+    (defaultPodLimitsForDownwardAPI); `where` (the ref's own path) prefixes errors."""
     limits = {
         "cpu": Fraction(node.cpus),
         "memory": Fraction(node.memory_bytes),
         **container_limits(container),
     }
     requests = container_requests(container)
-    divisor = (
-        parse_quantity(ref.divisor, f"{path}.valueFrom.resourceFieldRef.divisor")
-        if ref.divisor
-        else Fraction(0)
-    )
+    divisor = parse_quantity(ref.divisor, f"{where}.divisor") if ref.divisor else Fraction(0)
     if divisor == 0:
         divisor = Fraction(1)
     source, _, name = ref.resource.partition(".")
     amounts = {"limits": limits, "requests": requests}.get(source)
     if amounts is None or name not in ("cpu", "memory", "ephemeral-storage"):
-        raise InvalidArgument(
-            f"{path}.valueFrom.resourceFieldRef.resource: Unsupported value {ref.resource!r}"
-        )
+        raise InvalidArgument(f"{where}.resource: Unsupported value {ref.resource!r}")
     amount = amounts.get(name, Fraction(0))
     if name == "cpu":
         return str(math.ceil(Fraction(milli_value(amount), milli_value(divisor))))
     if name == "ephemeral-storage" and source == "limits" and name not in container_limits(container):
-        raise InvalidArgument(f"{path}: limits.ephemeral-storage needs an explicit limit in cri-py play")
+        raise InvalidArgument(f"{where}: limits.ephemeral-storage needs an explicit limit in cri-py play")
     return str(math.ceil(Fraction(value(amount), value(divisor))))
 
 
@@ -141,7 +137,9 @@ def container_env(
         elif var.value_from is not None:
             source = var.value_from
             if source.field_ref is not None:
-                result = _field_value(at, source.field_ref.field_path, pod, node, runtime)
+                result = field_value(
+                    f"{at}.valueFrom.fieldRef", source.field_ref.field_path, pod, node, runtime
+                )
             elif source.resource_field_ref is not None:
                 ref = source.resource_field_ref
                 target = containers_by_name.get(ref.container_name) if ref.container_name else container
@@ -149,7 +147,7 @@ def container_env(
                     raise InvalidArgument(
                         f"{at}.valueFrom.resourceFieldRef.containerName: no container {ref.container_name!r}"
                     )
-                result = _resource_value(at, ref, target, node)
+                result = resource_value(f"{at}.valueFrom.resourceFieldRef", ref, target, node)
             else:
                 raise InvalidArgument(
                     f"{at}.valueFrom: only fieldRef and resourceFieldRef are supported by cri-py play"

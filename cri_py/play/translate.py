@@ -34,6 +34,7 @@ CONFIG_SOURCE = "kubernetes.io/config.source"
 CONFIG_HASH = "kubernetes.io/config.hash"
 CONFIG_SEEN = "kubernetes.io/config.seen"
 EMPTY_DIR_PLUGIN = "kubernetes.io~empty-dir"
+DOWNWARD_API_PLUGIN = "kubernetes.io~downward-api"
 PROTOCOLS = {"TCP": api_pb2.Protocol.TCP, "UDP": api_pb2.Protocol.UDP, "SCTP": api_pb2.Protocol.SCTP}
 PROPAGATION = {
     None: api_pb2.MountPropagation.PROPAGATION_PRIVATE,
@@ -66,6 +67,10 @@ def pod_log_dir(ctx: PlayContext, pod: Any) -> str:
 
 def empty_dir_path(ctx: PlayContext, pod: Any, volume_name: str) -> str:
     return os.path.join(pod_dir(ctx, pod), "volumes", EMPTY_DIR_PLUGIN, volume_name)
+
+
+def downward_api_path(ctx: PlayContext, pod: Any, volume_name: str) -> str:
+    return os.path.join(pod_dir(ctx, pod), "volumes", DOWNWARD_API_PLUGIN, volume_name)
 
 
 def pod_labels(pod: Any) -> dict[str, str]:
@@ -227,6 +232,8 @@ def volume_host_path(pod: Any, ctx: PlayContext, volume: Any, path: str) -> str:
         return empty_dir_path(ctx, pod, volume.name)
     if volume.host_path is not None:
         return str(volume.host_path.path)
+    if volume.downward_api is not None:
+        return downward_api_path(ctx, pod, volume.name)
     kinds = sorted(f for f in type(volume).model_fields if f != "name" and getattr(volume, f) is not None)
     raise InvalidArgument(f"{path}: volume type {', '.join(kinds)} is not supported by cri-py play")
 
@@ -266,7 +273,8 @@ def volume_mounts(
                 api_pb2.Mount(
                     container_path=mount.mount_path,
                     host_path=host_path,
-                    readonly=bool(mount.read_only),
+                    # kubelet mounts downwardAPI volumes read-only whatever the mount says
+                    readonly=bool(mount.read_only) or volume.downward_api is not None,
                     propagation=PROPAGATION[mount.mount_propagation],
                     recursive_read_only=recursive,
                 ),

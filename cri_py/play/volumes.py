@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from cri_py.errors import FailedPrecondition, InvalidArgument
-from cri_py.play import translate
+from cri_py.play import downward, translate
 from cri_py.play.quantity import parse_quantity, value
 from cri_py.play.resources import container_limits
 from cri_py.play.translate import PlayContext
@@ -110,6 +110,16 @@ def setup_pod(pod: Any, ctx: PlayContext) -> None:
             fs_group = pod.spec.security_context.fs_group
             if fs_group is not None:
                 set_volume_ownership(path, fs_group)
+        elif volume.downward_api is not None:
+            path = translate.downward_api_path(ctx, pod, volume.name)
+            files = downward.payload(pod, volume, where, ctx.node)
+            os.makedirs(path, exist_ok=True)
+            if not is_mountpoint(path):
+                subprocess.run(["mount", "-t", "tmpfs", "tmpfs", path], check=True, capture_output=True)
+                downward.write_atomic(path, files)
+                fs_group = pod.spec.security_context.fs_group
+                if fs_group is not None:
+                    set_volume_ownership(path, fs_group)
         else:
             translate.volume_host_path(pod, ctx, volume, where)  # raises for unsupported kinds
     log_dir = translate.pod_log_dir(ctx, pod)

@@ -583,3 +583,61 @@ def test_play_sidecar_runs_beside_the_app_and_stops_after_it(
     assert not any("started with-sidecar/app" in line for line in watch.lines)  # Never: no restart
     play_env.play(manifest, "--down")
     assert play_env.leftovers() == []
+
+
+def test_play_downward_api_volume(
+    cri: Any,
+    play_env: PlayEnv,
+    registry: TestRegistry,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    doc = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "informed", "labels": {"tier": "front"}},
+        "spec": {
+            "terminationGracePeriodSeconds": 0,
+            "containers": [
+                {
+                    "name": "c",
+                    "image": registry.busybox,
+                    "command": ["sleep", "3600"],
+                    "resources": {"limits": {"cpu": "300m", "memory": "40Mi"}},
+                    "volumeMounts": [{"name": "podinfo", "mountPath": "/etc/podinfo"}],
+                }
+            ],
+            "volumes": [
+                {
+                    "name": "podinfo",
+                    "downwardAPI": {
+                        "items": [
+                            {"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}},
+                            {
+                                "path": "cpu",
+                                "resourceFieldRef": {
+                                    "containerName": "c",
+                                    "resource": "limits.cpu",
+                                    "divisor": "1m",
+                                },
+                            },
+                        ]
+                    },
+                }
+            ],
+        },
+    }
+    manifest = write_manifest(tmp_path / "informed.yaml", [doc])
+    play_env.play(manifest)
+    (container,) = cri.runtime.ListContainers(api_pb2.ListContainersRequest(), timeout=10).containers
+
+    def run(*cmd: str) -> tuple[int, str]:
+        out = cri.runtime.ExecSync(
+            api_pb2.ExecSyncRequest(container_id=container.id, cmd=list(cmd), timeout=10), timeout=30
+        )
+        return out.exit_code, str(out.stdout.decode())
+
+    assert run("cat", "/etc/podinfo/labels") == (0, 'tier="front"')
+    assert run("cat", "/etc/podinfo/cpu") == (0, "300")
+    assert run("touch", "/etc/podinfo/x")[0] != 0  # read-only, as kubelet mounts it
+    play_env.play(manifest, "--down")
+    assert play_env.leftovers() == []
