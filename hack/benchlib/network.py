@@ -7,6 +7,7 @@ cleanup() removes the rule, the bridges and host-local's state.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,20 +15,14 @@ from pathlib import Path
 from benchlib.util import run
 
 BENCH_SUPERNET = "10.251.0.0/16"
-_GUARD = [
-    "FORWARD",
-    "-s",
-    BENCH_SUPERNET,
-    "!",
-    "-d",
-    BENCH_SUPERNET,
-    "-m",
-    "comment",
-    "--comment",
-    "cri-bench guard",
-    "-j",
-    "DROP",
-]
+
+
+def _guard(owner: str) -> list[str]:
+    # one rule per owner (a bench process, a peer's directory): two runs at once must not remove
+    # each other's guard
+    comment = f"cri-bench guard {owner or os.getpid()}"
+    return ["FORWARD", "-s", BENCH_SUPERNET, "!", "-d", BENCH_SUPERNET, "-m", "comment", "--comment", comment,
+            "-j", "DROP"]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -70,11 +65,11 @@ def bench_net(name: str, index: int, workdir: Path) -> BenchNet:
     return BenchNet(f"crib-{name}", f"crib{name[:6]}0", f"10.251.{index}.0/24", workdir / f"ipam-{name}")
 
 
-def add_guard() -> None:
-    if subprocess.run(["iptables", "-C", *_GUARD], capture_output=True).returncode != 0:
-        run(["iptables", "-I", *_GUARD])
+def add_guard(owner: str = "") -> None:
+    if subprocess.run(["iptables", "-w", "-C", *_guard(owner)], capture_output=True).returncode != 0:
+        run(["iptables", "-w", "-I", *_guard(owner)])
 
 
-def remove_guard() -> None:
-    while subprocess.run(["iptables", "-D", *_GUARD], capture_output=True).returncode == 0:
+def remove_guard(owner: str = "") -> None:
+    while subprocess.run(["iptables", "-w", "-D", *_guard(owner)], capture_output=True).returncode == 0:
         pass

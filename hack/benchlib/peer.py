@@ -26,7 +26,7 @@ from benchlib.util import (
 CONTAINERD = "/usr/bin/containerd"
 RUNC = "/usr/sbin/runc"
 # containerd 1.6 puts shim sockets here whatever its state dir is, and its CNI library caches
-# results under /var/lib/cni: directories it creates there are removed again when empty
+# results under /var/lib/cni: these go again when empty and no containerd runs any more
 _SHIM_SOCKET_DIR = Path("/run/containerd/s")
 _CNI_CACHE_DIR = Path("/var/lib/cni/results")
 
@@ -90,7 +90,6 @@ class ContainerdPeer:
         self.net = net
         self.pid = 0
         self._proc: subprocess.Popen[bytes] | None = None
-        self._made_dirs: list[Path] = []
 
     @property
     def socket(self) -> Path:
@@ -112,11 +111,6 @@ class ContainerdPeer:
 
     def start(self) -> None:
         config = self.write_files()
-        for d in (_SHIM_SOCKET_DIR.parent, _SHIM_SOCKET_DIR, _CNI_CACHE_DIR.parent, _CNI_CACHE_DIR):
-            if not d.exists():
-                self._made_dirs.insert(0, d)
-        # for `hack/peer-containerd stop`, which runs in another process
-        (self.workdir / "made-dirs").write_text("".join(f"{d}\n" for d in self._made_dirs))
         log = open(self.workdir / "containerd.log", "wb")  # noqa: SIM115 - the child keeps it
         self._proc = subprocess.Popen(
             [CONTAINERD, "--config", str(config)],
@@ -155,16 +149,31 @@ class ContainerdPeer:
         else:
             _stop_by_pidfile(self.workdir / "containerd.pid")
         cleanup_leftovers(self.workdir)
-        made = self._made_dirs
-        if not made and (self.workdir / "made-dirs").exists():
-            made = [Path(line) for line in (self.workdir / "made-dirs").read_text().split()]
-        for d in made:
-            try:
-                d.rmdir()
-            except OSError:
-                pass
+        _remove_shared_dirs()
         if remove:
             shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def _remove_shared_dirs() -> None:
+    """The fixed directories containerd made outside its own, if empty and no containerd needs them.
+
+    Several peers (the bench, the play tests) may run at once, so who created them says nothing
+    about who may remove them; a running containerd or shim does.
+    """
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            exe = os.readlink(f"/proc/{pid}/exe")
+        except OSError:
+            continue
+        if os.path.basename(exe).startswith("containerd"):
+            return
+    for d in (_SHIM_SOCKET_DIR, _SHIM_SOCKET_DIR.parent, _CNI_CACHE_DIR, _CNI_CACHE_DIR.parent):
+        try:
+            d.rmdir()
+        except OSError:
+            pass
 
 
 def _stop_by_pidfile(pidfile: Path) -> None:
