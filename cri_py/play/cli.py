@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
         "DaemonSet or Job) through a CRI endpoint, translated the way kubelet does for static pods. "
         "envFrom, ConfigMap/Secret/projected volumes and user namespaces are out of scope.",
     )
-    parser.add_argument("file", metavar="FILE", help="YAML manifest with one or more documents")
+    parser.add_argument("file", metavar="FILE", help="YAML manifest with one or more documents, - for stdin")
     parser.add_argument(
         "--endpoint",
         default=os.environ.get("CONTAINER_RUNTIME_ENDPOINT", DEFAULT_ENDPOINT),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -232,6 +233,9 @@ def load_documents(text: str, file: str, node_name: str) -> list[PlayPod]:
 
 
 def load_file(path: str, node_name: str) -> list[PlayPod]:
+    """The pods of a manifest file, or of standard input for `-`."""
+    if path == "-":
+        return load_documents(sys.stdin.read(), "<stdin>", node_name)
     file = str(Path(path).resolve())
     try:
         text = Path(path).read_text()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import pytest
@@ -93,3 +94,11 @@ def test_fields_without_a_cluster_are_warned_about(
     assert (
         "warning: default/web: ignoring spec.imagePullSecrets" in err and "ignoring spec.nodeSelector" in err
     )
+
+
+def test_manifest_from_stdin(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO(POD))
+    assert play_main(["-", "--dry-run", "--volume-root", str(tmp_path)]) == 0
+    assert 'name: "web"' in capsys.readouterr().out
