@@ -3,14 +3,14 @@
     hack/bench --compare --cri-py-wrapper hack/benchlib/prototypes.py
     PROTO=exec,list hack/bench --spans --cri-py-wrapper hack/benchlib/prototypes.py
 
-PROTO (comma-separated, default all but trim) picks them; docs/benchmarks.md has what each
+PROTO (comma-separated, default the two still open: portmap,nopyroute2) picks them; docs/benchmarks.md has what each
 measured. A measurement aid only: it patches private functions of cri_py/oci, cri_py/network,
 cri_py/server and cri_py/store as they were on 2026-11-27 and breaks when those change; the
 real fixes belong in those modules (see the findings in docs/benchmarks.md).
 
-- exec:       ExecSync runs `runc exec --process` directly (pipes, timeout by the pid file) instead
+- exec:       (done in the daemon by 101b277) ExecSync runs `runc exec --process` directly (pipes, timeout by the pid file) instead
               of `conmon --exec --sync` with a temp CRI log file.
-- list:       ListPodSandbox/ListContainers answer from the last built response until a record
+- list:       (done in the daemon by 792a53b) ListPodSandbox/ListContainers answer from the last built response until a record
               changes (RecordTable.put/delete bump a generation).
 - portmap:    CNI DEL runs the plugins ADD ran (ADD skips portmap when the pod maps no ports).
 - nopyroute2: loopback up with one SIOCSIFFLAGS ioctl instead of importing pyroute2.
@@ -28,7 +28,7 @@ if os.environ.get("SPAN_OUT"):
     import spantrace
 
     spantrace.install()
-which = set(filter(None, os.environ.get("PROTO", "exec,list,portmap,nopyroute2").split(",")))
+which = set(filter(None, os.environ.get("PROTO", "portmap,nopyroute2").split(",")))
 
 if "trim" in which:
     # give freed heap back to the kernel now and then (glibc keeps it otherwise)
