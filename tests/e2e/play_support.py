@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -77,6 +78,20 @@ class PlayEnv:
         with open("/proc/self/mountinfo") as mountinfo:
             found += [f"mount {line.split()[4]}" for line in mountinfo if line.split()[4].startswith(prefix)]
         return found
+
+
+@contextlib.contextmanager
+def play_session(endpoint: str, workdir: Path) -> Iterator[PlayEnv]:
+    """A PlayEnv for one test whose pods are --down'ed at the end, whatever happened:
+
+    with play_session(f"unix://{cri.socket}", tmp_path) as play:
+        play.play(write_manifest(tmp_path / "pod.yaml", [pod_dict]))
+    """
+    env = PlayEnv(endpoint, workdir / "volumes", workdir / "pod-logs")
+    try:
+        yield env
+    finally:
+        env.cleanup()
 
 
 def write_manifest(path: Path, docs: list[dict[str, Any]]) -> Path:

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from cri_py.api import api_pb2
-from tests.e2e.play_support import REPO, PlayEnv, Watch, wait_for, with_image, write_manifest
+from tests.e2e.play_support import REPO, PlayEnv, Watch, play_session, wait_for, with_image, write_manifest
 from tests.e2e.registry_fixtures import TestRegistry, registry  # noqa: F401
 
 EXAMPLES = REPO / "conf" / "examples"
@@ -26,9 +26,8 @@ def cri(cri_factory: Any, registry: TestRegistry) -> Any:  # noqa: F811
 
 @pytest.fixture
 def play_env(cri: Any, tmp_path: Path) -> Iterator[PlayEnv]:
-    env = PlayEnv(f"unix://{cri.socket}", tmp_path / "volumes", tmp_path / "pod-logs")
-    yield env
-    env.cleanup()
+    with play_session(f"unix://{cri.socket}", tmp_path) as env:
+        yield env
     cri.remove_everything()
 
 
