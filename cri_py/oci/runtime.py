@@ -74,6 +74,22 @@ class OciRuntime:
     def is_sandboxed(self) -> bool:
         return self.handler.type == "vm"
 
+    @property
+    def is_gvisor(self) -> bool:
+        return Path(self.binary).name == "runsc"
+
+    async def _kill_in_sandbox(self, cid: str, internal_pid_file: str) -> None:
+        if not internal_pid_file:
+            return
+        try:
+            internal = int((await asyncio.to_thread(Path(internal_pid_file).read_text)).strip())
+        except (OSError, ValueError):
+            return
+        with contextlib.suppress(Exception):
+            await run(
+                [self.binary, *self.global_args(), "kill", "--pid", str(internal), cid, "9"], time_limit=10
+            )
+
     def global_args(self) -> list[str]:
         return [f"--root={self.root}", *self.handler.runtime_args]
 
@@ -251,6 +267,8 @@ class OciRuntime:
         with os.fdopen(fd, "w") as spec_file:
             json.dump(process, spec_file)
         pid_file = spec_name + ".pid"
+        # gVisor: the host pid is only a waiter; a timeout must reach the sandbox's process
+        internal_pid_file = spec_name + ".ipid" if self.is_gvisor else ""
         out = _FdCollector()
         err = _FdCollector()
         timed_out = False
@@ -265,6 +283,7 @@ class OciRuntime:
                 "--detach",
                 "--pid-file",
                 pid_file,
+                *(["--internal-pid-file", internal_pid_file] if internal_pid_file else []),
                 "--process",
                 spec_name,
                 cid,
@@ -288,8 +307,10 @@ class OciRuntime:
             except TimeoutError:
                 timed_out = True
                 _kill_command(proc.pid, pid)
+                await self._kill_in_sandbox(cid, internal_pid_file)
             except BaseException:
                 _kill_command(proc.pid, pid)
+                await asyncio.shield(self._kill_in_sandbox(cid, internal_pid_file))
                 raise
             # the command is gone; a background child holding the pipes open must not hold
             # the reply: take what is buffered and stop reading
@@ -297,7 +318,9 @@ class OciRuntime:
         finally:
             out.close()
             err.close()
-            for name in (spec_name, pid_file):
+            for name in (spec_name, pid_file, internal_pid_file):
+                if not name:
+                    continue
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(name)
         if timed_out:

@@ -61,6 +61,11 @@ def _lifecycle(cri: Any, image: str, handler: str) -> None:
     wait_state(cri, cid, api_pb2.CONTAINER_RUNNING)
     out = exec_sync(cri, cid, ["sh", "-c", "echo -n $(hostname); ip addr show eth0 | grep -c inet"])
     assert out.exit_code == 0 and out.stdout.decode().startswith(cfg.hostname), out
+    # a timed-out exec is killed, inside a gVisor sandbox too
+    out = exec_sync(cri, cid, ["sleep", "4321"], timeout=1)
+    assert out.exit_code != 0
+    left = exec_sync(cri, cid, ["sh", "-c", "ps -o args | grep -v grep | grep 'sleep 4321' || true"])
+    assert left.stdout == b""
     cri.runtime.StopContainer(api_pb2.StopContainerRequest(container_id=cid, timeout=5), timeout=30)
     st = status(cri, cid)
     assert st.state == api_pb2.CONTAINER_EXITED and st.reason == "Completed"
