@@ -1,4 +1,18 @@
-"""hack/bench: argument parsing and the order of a run (set up, floors, measures, report, clean up)."""
+"""Measure a CRI runtime, or compare cri-py with containerd's CRI in one run.
+
+    hack/bench --compare [--n 20] [--warmup 3] [--write-docs] [--profile]
+    hack/bench --spans [--n 20]                  where cri-py's time goes, per RPC
+    hack/bench --endpoint unix:///run/x.sock --busybox-image REF [--big-image REF]
+               [--daemon-pid PID --monitor-marker DIR]
+    hack/bench --render bench-results/latest.json [--write-docs]
+
+--compare starts a local test registry (hack/test-registry, images from hack/build-test-images),
+cri-py (.venv/bin/cri-py serve with a temp config) and containerd (hack/peer-containerd's
+setup), each with its own bridge and /24 in 10.251.0.0/16 behind an iptables FORWARD guard,
+measures the floors (runc and the CNI bridge plugin run by hand), then every CRI measure in one
+rotation over both runtimes and the floor, prints one table and writes JSON + Markdown to
+bench-results/. Everything it made is removed at the end, also after a failure or SIGTERM.
+"""
 
 from __future__ import annotations
 
