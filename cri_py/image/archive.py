@@ -25,7 +25,7 @@ from cri_py.image import reference as refs
 from cri_py.image.build import canonical_json
 from cri_py.image.content import ContentStore, DigestMismatch
 from cri_py.image.model import ImageRecord
-from cri_py.image.pull import select_platform
+from cri_py.image.platforms import select_platform
 
 REF_NAME = "org.opencontainers.image.ref.name"
 CONTAINERD_NAME = "io.containerd.image.name"

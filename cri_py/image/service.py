@@ -15,7 +15,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cri_py.api import api_pb2
 from cri_py.config.model import Config
@@ -25,10 +25,12 @@ from cri_py.image import reference as refs
 from cri_py.image.content import ContentStore
 from cri_py.image.local import load_json_blob, make_record, parse_manifest, unpack_stored_layers
 from cri_py.image.model import ImageRecord
-from cri_py.image.pull import Puller, PullResult
 from cri_py.image.unpack import UnpackLimits
 from cri_py.storage.usage import disk_usage
 from cri_py.store import Database, RecordTable
+
+if TYPE_CHECKING:
+    from cri_py.image.pull import Puller, PullResult
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +54,8 @@ class ImageService:
         self._data_version = self._current_data_version()
         # set by the daemon: is any container (running or not) using this image id?
         self.in_use: Callable[[str], bool] = lambda _image_id: False
-        self._puller = Puller(config, self.content, self.limits)
+        # the registry client (httpx, ~6 MiB) is loaded at the first pull, not by an idle daemon
+        self._puller_instance: Puller | None = None
         self._pulls: dict[str, asyncio.Task[ImageRecord]] = {}
         # digests and chain ids an unfinished pull relies on: garbage collection leaves them alone
         self._pinned_content: Counter[str] = Counter()
@@ -76,13 +79,22 @@ class ImageService:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        await self._puller.close()
+        if self._puller_instance is not None:
+            await self._puller_instance.close()
+
+    def _puller(self) -> Puller:
+        if self._puller_instance is None:
+            from cri_py.image.pull import Puller
+
+            self._puller_instance = Puller(self.config, self.content, self.limits)
+        return self._puller_instance
 
     def reload(self, config: Config) -> None:
         """Apply a reloaded config: registries (mirrors, insecure) take effect for the next pull."""
         self.config = config
-        self._puller.config = config
-        self._puller.client.config = config
+        if self._puller_instance is not None:
+            self._puller_instance.config = config
+            self._puller_instance.client.config = config
 
     async def ensure_pause_image(self) -> ImageRecord:
         name = refs.parse(self.config.pause_image).tagged()
@@ -210,7 +222,7 @@ class ImageService:
         held: list[str] = []
         try:
             for _attempt in range(3):
-                result: PullResult = await self._puller.pull(ref, auth, hold)
+                result: PullResult = await self._puller().pull(ref, auth, hold)
                 tags = [ref.tagged()] if ref.tag and not ref.digest else []
                 record = make_record(
                     self.content,

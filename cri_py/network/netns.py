@@ -15,9 +15,10 @@ import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-from pyroute2 import IPRoute
+if TYPE_CHECKING:
+    from pyroute2 import IPRoute
 
 T = TypeVar("T")
 
@@ -32,6 +33,13 @@ def _check(ret: int, what: str, path: Path | str) -> None:
     if ret != 0:
         err = ctypes.get_errno()
         raise OSError(err, f"{what}: {os.strerror(err)}", str(path))
+
+
+def _iproute() -> IPRoute:
+    # pyroute2 costs ~10 MiB of RSS: an idle daemon with no pods never loads it
+    from pyroute2 import IPRoute
+
+    return IPRoute()
 
 
 def _in_thread(work: Callable[[], T]) -> T:
@@ -105,7 +113,7 @@ def _create_pinned(path: Path, prepare: Callable[[IPRoute], None] | None) -> Pat
         try:
             _check(_libc.unshare(_CLONE_NEWNET), "unshare netns", path)
             try:
-                with IPRoute() as ipr:
+                with _iproute() as ipr:
                     ipr.link("set", index=1, state="up")
                     if prepare is not None:
                         prepare(ipr)
@@ -162,7 +170,7 @@ def run_in_netns(path: Path, work: Callable[[IPRoute], T]) -> T:
             _check(_libc.setns(target, _CLONE_NEWNET), "enter netns", path)
             try:
                 # the socket stays bound to the namespace it was opened in
-                ipr = IPRoute()
+                ipr = _iproute()
             finally:
                 _check(_libc.setns(host, _CLONE_NEWNET), "return to host netns", path)
         finally:

@@ -121,7 +121,7 @@ def test_size_bound_stops_a_decompression_bomb(tmp_path: Path, registry: TestReg
     from cri_py.image.unpack import UnpackLimits
 
     env = make_env(tmp_path, registry)
-    env.images.limits = env.images._puller.limits = UnpackLimits(max_bytes=1 << 20)
+    env.images.limits = UnpackLimits(max_bytes=1 << 20)  # the puller, made at the first pull, takes them
     try:
         ref = push_custom(registry, "bomb", [build.layer([Entry("zeros", data=bytes(4 << 20))])])
         before = stored(env)
@@ -170,7 +170,7 @@ def test_zstd_and_multiarch_content(env: Env, registry: TestRegistry) -> None:  
     m = env.run(env.images.pull(registry.multiarch))
     assert (env.images.layer_dirs(m)[-1] / "platform").read_text() == "linux/amd64\n"
     with pytest.raises(NotFound, match="platform"):
-        env.run(env.images._puller.pull(_ref(f"{registry.host}/no-such-platform"), None, lambda _: None))
+        env.run(env.images._puller().pull(_ref(f"{registry.host}/no-such-platform"), None, lambda _: None))
 
 
 def _ref(text: str):  # type: ignore[no-untyped-def]
@@ -228,7 +228,7 @@ def test_interrupted_pull_leaves_nothing_partial(tmp_path: Path, bench_registry:
     for name in blobs - before_blobs:
         data = (env.images.content.blobs_dir / name).read_bytes()
         assert hashlib.sha256(data).hexdigest() == name
-    env.run(env.images._puller.client.close())
+    env.run(env.images._puller().client.close())
     env.loop.close()
     env.db.close()
 

@@ -14,7 +14,7 @@ from cri_py.api import api_pb2
 from cri_py.config.model import Config, RegistryConfig
 from cri_py.image import mediatypes as mt
 from cri_py.image.auth import Credentials, parse_challenges
-from cri_py.image.pull import select_platform
+from cri_py.image.platforms import select_platform
 from cri_py.image.reference import parse
 from cri_py.image.registry import RegistryAuthError, RegistryClient, endpoints_for
 
