@@ -32,14 +32,11 @@ from tests.e2e.test_pod_support import (
 # the session fixture, under its own name so pytest finds it here
 registry = registry_fixtures.registry
 
-# runsc (2022) takes every network namespace for the root one on this kernel (it probes
-# /proc/sys/net/core/rmem_default); with host networking it uses the pod's namespace as is
-RUNSC = {"path": "/usr/bin/runsc", "type": "vm", "runtime_args": ["--network=host"]}
-
 
 @pytest.fixture
 def cri(cri_factory: Any, registry: TestRegistry) -> Any:
-    daemon = cri_factory({**registry.daemon_overrides(), "runtimes": {"runsc": RUNSC}})
+    # runsc runs with the built-in handler config (its --network=host included)
+    daemon = cri_factory(registry.daemon_overrides())
     pull(daemon, registry.busybox)
     return daemon
 
