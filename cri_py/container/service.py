@@ -583,7 +583,7 @@ class ContainerService:
         rec = self.get(cid)
         if rec.state not in (ContainerState.CREATED, ContainerState.RUNNING):
             raise FailedPrecondition(f"container {rec.id} is {rec.state}")
-        await self.runtime_of(rec).update(rec.id, oci_resources(resources))
+        await self.runtime_of(rec).update(rec.id, oci_resources(resources, self.pods.host.hugetlb))
         rec.resources_b64 = encode(resources)
         self._save(rec)
 

@@ -52,7 +52,26 @@ def clamp_oom_score_adj(requested: int, floor: int) -> int:
     return min(1000, max(requested, floor, -1000))
 
 
-def oci_resources(res: api_pb2.LinuxContainerResources | None) -> dict[str, Any]:
+def hugetlb_available(cgroup_root: Path = Path("/sys/fs/cgroup")) -> bool:
+    """Can the runtime set hugetlb limits: a v1 hugetlb hierarchy, or hugetlb on a pure v2 host.
+
+    A hybrid host with hugetlb only on its cgroup2 mount (this one) has no usable controller.
+    """
+    if (cgroup_root / "hugetlb").is_dir():
+        return True
+    try:
+        return "hugetlb" in (cgroup_root / "cgroup.controllers").read_text().split()
+    except OSError:
+        return False
+
+
+def oci_resources(res: api_pb2.LinuxContainerResources | None, hugetlb: bool = True) -> dict[str, Any]:
+    """The OCI `linux.resources` for CRI resources.
+
+    Without a hugetlb controller the hugepage limits are dropped, as containerd
+    (tolerate_missing_hugetlb_controller) and CRI-O do: kubelet sends a zero limit for every
+    page size, and runc would refuse the whole container over it.
+    """
     out: dict[str, Any] = {}
     if res is None:
         return out
@@ -78,7 +97,7 @@ def oci_resources(res: api_pb2.LinuxContainerResources | None) -> dict[str, Any]
         memory["swap"] = res.memory_swap_limit_in_bytes
     if memory:
         out["memory"] = memory
-    if res.hugepage_limits:
+    if res.hugepage_limits and hugetlb:
         out["hugepageLimits"] = [{"pageSize": h.page_size, "limit": h.limit} for h in res.hugepage_limits]
     if res.unified:
         out["unified"] = dict(res.unified)

@@ -51,6 +51,8 @@ class HostFacts:
     oom_score_adj_floor: int
     # what the daemon itself holds; more cannot be granted
     capabilities: frozenset[str] = frozenset(security.ALL_CAPABILITIES)
+    # a cgroup hugetlb controller the runtime can use
+    hugetlb: bool = True
 
 
 def _mount(dest: str, typ: str, source: str, options: list[str]) -> dict[str, Any]:
@@ -264,7 +266,7 @@ def container_spec(
     mounts = [m for m in mounts if m["destination"] not in user_dests]
     mounts += sorted(user_mounts, key=lambda m: len(Path(m["destination"]).parts))
 
-    resources = oci_resources(linux.resources if linux.HasField("resources") else None)
+    resources = oci_resources(linux.resources if linux.HasField("resources") else None, host.hugetlb)
     resources["devices"] = [{"allow": privileged, "access": "rwm"}]
     devices = []
     for dev in config.devices:

@@ -25,7 +25,7 @@ from cri_py.api import api_pb2
 from cri_py.config.model import Config
 from cri_py.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from cri_py.oci import exits
-from cri_py.oci.cgroups import own_oom_score_adj
+from cri_py.oci.cgroups import hugetlb_available, own_oom_score_adj
 from cri_py.oci.registry import RuntimeSet
 from cri_py.oci.runtime import OciRuntime
 from cri_py.oci.security import host_capabilities
@@ -70,7 +70,9 @@ class PodService:
         self.pods_dir = config.run_dir / "pods"
         self.ns_dir = config.run_dir / "nsfs"
         self.pause_rootfs = config.root / "pause-rootfs"
-        self.host = HostFacts(config.cgroup_driver, own_oom_score_adj(), host_capabilities())
+        self.host = HostFacts(
+            config.cgroup_driver, own_oom_score_adj(), host_capabilities(), hugetlb=hugetlb_available()
+        )
         self._tasks: set[asyncio.Task[Any]] = set()
         self._generation = 0
         self._list_cache: tuple[tuple[int, bytes], api_pb2.ListPodSandboxResponse] | None = None

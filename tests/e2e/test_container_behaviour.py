@@ -286,3 +286,26 @@ def test_exec_sync_in_a_tty_container(cri: Any, registry: TestRegistry, tmp_path
     out = exec_sync(cri, cid, ["sh", "-c", "echo hello; exit 3"])
     # through a terminal: one stream, CRLF line ends
     assert out.exit_code == 3 and out.stdout.replace(b"\r", b"") == b"hello\n"
+
+
+def test_kubelets_zero_hugepage_limits_run_on_a_host_without_hugetlb(
+    cri: Any, registry: TestRegistry, tmp_path: Path
+) -> None:
+    # kubelet limits every hugepage size to 0 unless the pod asks for hugepages; where no
+    # hugetlb controller is usable (this hybrid host) the limits must not stop the container
+    resources = api_pb2.LinuxContainerResources(
+        memory_limit_in_bytes=64 << 20,
+        hugepage_limits=[
+            api_pb2.HugepageLimit(page_size="2MB", limit=0),
+            api_pb2.HugepageLimit(page_size="1GB", limit=0),
+        ],
+    )
+    pod = _pod(cri, tmp_path)
+    cid = _running(
+        cri,
+        pod,
+        registry.busybox,
+        ["sleep", "60"],
+        linux=api_pb2.LinuxContainerConfig(resources=resources),
+    )
+    assert status(cri, cid).state == api_pb2.CONTAINER_RUNNING

@@ -9,7 +9,7 @@ import pytest
 from cri_py.api import api_pb2
 from cri_py.errors import InvalidArgument
 from cri_py.oci import security
-from cri_py.oci.cgroups import clamp_oom_score_adj, container_cgroups_path, oci_resources
+from cri_py.oci.cgroups import clamp_oom_score_adj, container_cgroups_path, hugetlb_available, oci_resources
 from cri_py.oci.spec import (
     HostFacts,
     PodContext,
@@ -255,3 +255,15 @@ def test_capabilities_limited_to_what_the_daemon_holds(tmp_path: Path) -> None:
     )
     assert "CAP_SYS_RESOURCE" not in spec["process"]["capabilities"]["bounding"]
     assert "CAP_SYS_ADMIN" in spec["process"]["capabilities"]["bounding"]
+
+
+def test_hugepage_limits_kept_only_with_a_hugetlb_controller(tmp_path: Path) -> None:
+    res = api_pb2.LinuxContainerResources(hugepage_limits=[api_pb2.HugepageLimit(page_size="2MB", limit=0)])
+    assert oci_resources(res, hugetlb=True)["hugepageLimits"] == [{"pageSize": "2MB", "limit": 0}]
+    assert "hugepageLimits" not in oci_resources(res, hugetlb=False)
+    assert hugetlb_available(tmp_path) is False
+    (tmp_path / "cgroup.controllers").write_text("cpu memory hugetlb pids\n")
+    assert hugetlb_available(tmp_path) is True
+    (tmp_path / "cgroup.controllers").unlink()
+    (tmp_path / "hugetlb").mkdir()
+    assert hugetlb_available(tmp_path) is True
