@@ -46,19 +46,10 @@ def _page_size_name(kib: int) -> str:
     return f"{size}B"
 
 
-def _hugetlb_controller() -> bool:
-    """A cgroup v1 hugetlb hierarchy, or a pure cgroup v2 host (which always has it)."""
-    if os.path.isdir("/sys/fs/cgroup/hugetlb"):
-        return True
-    return os.path.exists("/sys/fs/cgroup/cgroup.controllers")
-
-
 def _hugepage_sizes() -> tuple[str, ...]:
-    # kubelet limits every page size to 0 unless asked; without a hugetlb controller the
-    # runtimes drop those limits (containerd's tolerate_missing_hugetlb_controller, CRI-O's
-    # CgroupHasHugetlb), so play leaves them out and works with runtimes that do not.
-    if not _hugetlb_controller():
-        return ()
+    # kubelet limits every page size the kernel offers to 0 unless asked; the runtimes drop
+    # those limits where no hugetlb controller is usable (cri-py, containerd's
+    # tolerate_missing_hugetlb_controller, CRI-O's CgroupHasHugetlb)
     try:
         names = sorted(os.listdir("/sys/kernel/mm/hugepages"))
     except OSError:
@@ -68,13 +59,18 @@ def _hugepage_sizes() -> tuple[str, ...]:
 
 
 def _primary_ip() -> str:
-    """The source address of the default route: a UDP connect picks it without sending a packet."""
+    """The preferred source address of the default route, asked of the kernel's routing table."""
+    from pyroute2 import IPRoute  # only play needs it here; the daemon loads it lazily too
+
     try:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-            probe.connect(("192.0.2.1", 9))  # TEST-NET-1: routed by default, never contacted
-            return str(probe.getsockname()[0])
+        with IPRoute() as ipr:
+            for route in ipr.get_default_routes(family=socket.AF_INET):
+                index = route.get_attr("RTA_OIF")
+                for addr in ipr.get_addr(family=socket.AF_INET, index=index):
+                    return str(addr.get_attr("IFA_ADDRESS"))
     except OSError:
-        return "127.0.0.1"
+        pass
+    return "127.0.0.1"
 
 
 def probe_node(
