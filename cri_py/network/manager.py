@@ -255,12 +255,11 @@ class NetworkManager:
         )
 
     def _plugins_to_run(self, network: NetworkConfList, add_args: dict[str, Any] | None = None) -> list[int]:
-        """Indexes of the plugins to run for ADD (with the pod's capability args) or DEL.
+        """Indexes of the plugins to run for ADD, or for DEL with the args its ADD was given.
 
-        Skipped, to save an exec each on the RunPodSandbox path, are plugins that would only
-        pass prevResult through: loopback (our pinned namespaces come with lo up), and on
-        ADD a portmap that has no port mappings to program. DEL still runs portmap, which
-        removes nothing when nothing is there.
+        Skipped, to save an exec each on the pod's set-up and teardown, are plugins that would
+        only pass prevResult through: loopback (our pinned namespaces come with lo up), and a
+        portmap that had no port mappings to program. DEL runs exactly what ADD ran.
         """
         run: list[int] = []
         for i, kind in enumerate(network.plugin_types):
@@ -349,7 +348,7 @@ class NetworkManager:
         network = attachment.network
         prev = attachment.result if version_at_least(network.cni_version, "0.4.0") else None
         first_error: CniPluginError | None = None
-        for index in reversed(self._plugins_to_run(network)):
+        for index in reversed(self._plugins_to_run(network, attachment.capability_args)):
             try:
                 await self._invoke(attachment, index, "DEL", netns, prev)
             except CniPluginError as exc:

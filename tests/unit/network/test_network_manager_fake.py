@@ -368,7 +368,7 @@ def test_interleaved_pods_share_nothing(env: Env) -> None:
     assert not any(env.state.iterdir())
 
 
-def test_portmap_without_mappings_is_not_run_on_add(env: Env) -> None:
+def test_portmap_without_mappings_is_not_run_on_add_or_del(env: Env) -> None:
     env.plugin("portmap")
     env.write_conf(
         "10-net.conflist",
@@ -384,6 +384,7 @@ def test_portmap_without_mappings_is_not_run_on_add(env: Env) -> None:
         await m.setup(env.request(POD_A))
         await m.setup(env.request(POD_B, port_mappings=[PortMappingArg(8080, 80)]))
         await m.teardown(POD_A, None)
+        await m.teardown(POD_B, None)
         await m.stop()
 
     run(go())
@@ -392,8 +393,12 @@ def test_portmap_without_mappings_is_not_run_on_add(env: Env) -> None:
         ("fakeip", POD_B),
         ("portmap", POD_B),
     ]
-    # DEL still runs it: removing nothing is cheap and safe
-    assert [c["plugin"] for c in env.calls("DEL")] == ["portmap", "fakeip"]
+    # DEL runs what ADD ran, in reverse: portmap only where it programmed mappings
+    assert [(c["plugin"], c["env"]["CNI_CONTAINERID"]) for c in env.calls("DEL")] == [
+        ("fakeip", POD_A),
+        ("portmap", POD_B),
+        ("fakeip", POD_B),
+    ]
 
 
 def test_inotify_flips_readiness_without_waiting_for_the_poll(env: Env) -> None:
