@@ -15,7 +15,8 @@ run: install
 	@install -d /etc/cri-py /etc/cri-py/cri-py.d $(CNI_CONF_DIR)
 	@[ -e $(CONFIG) ] || install -m 0644 conf/cri-py.yaml $(CONFIG)
 	@ls $(CNI_CONF_DIR)/*.conf* $(CNI_CONF_DIR)/*.json >/dev/null 2>&1 || install -m 0644 conf/cni/10-cri-py.conflist $(CNI_CONF_DIR)/
-	@hack/prepare-run-images
+	@$(PY) hack/prepare-run-images --config $(CONFIG)
+	@[ -e /usr/local/bin/cri-py ] || ln -s $(CURDIR)/$(VENV)/bin/cri-py /usr/local/bin/cri-py
 	@echo "cri-py: serving on /run/cri-py/cri-py.sock (config $(CONFIG))"
 	@echo "  crictl --runtime-endpoint unix:///run/cri-py/cri-py.sock version"
 	@echo "  or put 'runtime-endpoint: unix:///run/cri-py/cri-py.sock' and 'image-endpoint: unix:///run/cri-py/cri-py.sock' in /etc/crictl.yaml"

@@ -20,13 +20,13 @@ from typing import TYPE_CHECKING, Any
 from cri_py.api import api_pb2
 from cri_py.config.model import Config
 from cri_py.errors import FailedPrecondition, Internal, InvalidArgument, NotFound
+from cri_py.fsusage import directory_usage
 from cri_py.image import archive, build
 from cri_py.image import reference as refs
 from cri_py.image.content import ContentStore
 from cri_py.image.local import load_json_blob, make_record, parse_manifest, unpack_stored_layers
 from cri_py.image.model import ImageRecord
 from cri_py.image.unpack import UnpackLimits
-from cri_py.storage.usage import disk_usage
 from cri_py.store import Database, RecordTable
 
 if TYPE_CHECKING:
@@ -332,7 +332,7 @@ class ImageService:
 
     def fs_usage(self) -> FsUsage:
         """Bytes and inodes of the image store as found on disk (blocking: call in a thread)."""
-        used, inodes = disk_usage(self.content.root)
+        used, inodes = directory_usage(self.content.root)
         return FsUsage(self.content.root, used, inodes)
 
     def export_blobs(self, record: ImageRecord) -> dict[str, Any]:

@@ -7,24 +7,12 @@ from typing import Any
 
 from cri_py.api import api_pb2
 from cri_py.errors import InvalidArgument
+
+# kubelet's defaults for procMount Default are the runtime's own defaults (same paths)
+from cri_py.oci.security import DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS
 from cri_py.play.manifest import iter_containers
 
 NodeMode = api_pb2.NamespaceMode
-# kubelet's defaults for procMount Default (pkg/securitycontext/util.go, up to 1.33)
-DEFAULT_MASKED_PATHS = (
-    "/proc/asound",
-    "/proc/acpi",
-    "/proc/kcore",
-    "/proc/keys",
-    "/proc/latency_stats",
-    "/proc/timer_list",
-    "/proc/timer_stats",
-    "/proc/sched_debug",
-    "/proc/scsi",
-    "/sys/firmware",
-    "/sys/devices/virtual/powercap",
-)
-DEFAULT_READONLY_PATHS = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
 SUPPLEMENTAL_GROUPS_POLICY = {
     "Merge": api_pb2.SupplementalGroupsPolicy.Merge,
     "Strict": api_pb2.SupplementalGroupsPolicy.Strict,

@@ -21,8 +21,8 @@ from pathlib import Path
 
 from cri_py.config.model import Config
 from cri_py.errors import Internal, InvalidArgument
+from cri_py.fsusage import directory_usage
 from cri_py.storage import mount as sysmount
-from cri_py.storage.usage import disk_usage
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _OPAQUE_XATTR = "trusted.overlay.opaque"
@@ -120,7 +120,7 @@ class RootfsManager:
     def usage(self, container_id: str) -> tuple[int, int]:
         """Bytes and inodes of the container's writable layer."""
         cdir = self._dir(container_id)
-        return disk_usage(cdir / ("merged" if self.driver == "vfs" else "upper"))
+        return directory_usage(cdir / ("merged" if self.driver == "vfs" else "upper"))
 
     def container_ids(self) -> list[str]:
         if not self.base.is_dir():
