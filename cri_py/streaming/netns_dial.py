@@ -66,9 +66,26 @@ def _sockets_in_netns(netns: Path) -> list[socket.socket]:
     return result
 
 
+async def _sockets_surviving_cancel(netns: Path) -> list[socket.socket]:
+    """The thread cannot be interrupted: if our caller is cancelled meanwhile (the client left),
+    the sockets it still makes are closed when it ends, not leaked."""
+    made = asyncio.ensure_future(asyncio.to_thread(_sockets_in_netns, netns))
+    try:
+        return await asyncio.shield(made)
+    except asyncio.CancelledError:
+
+        def close_late(done: asyncio.Future[list[socket.socket]]) -> None:
+            if not done.cancelled() and done.exception() is None:
+                for sock in done.result():
+                    sock.close()
+
+        made.add_done_callback(close_late)
+        raise
+
+
 async def open_connection(netns: Path, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     """Connect to localhost:port in `netns` (IPv4 first, then IPv6, like CRI-O)."""
-    socks = await asyncio.to_thread(_sockets_in_netns, netns)
+    socks = await _sockets_surviving_cancel(netns)
     loop = asyncio.get_running_loop()
     errors: list[str] = []
     try:
@@ -77,11 +94,17 @@ async def open_connection(netns: Path, port: int) -> tuple[asyncio.StreamReader,
             host = "127.0.0.1" if sock.family == socket.AF_INET else "::1"
             sock.setblocking(False)
             try:
-                await asyncio.wait_for(loop.sock_connect(sock, (host, port)), CONNECT_TIMEOUT)
+                # asyncio.timeout, not wait_for: 3.11's wait_for loses a cancellation that
+                # arrives as the connect completes, and the session would outlive its client
+                async with asyncio.timeout(CONNECT_TIMEOUT):
+                    await loop.sock_connect(sock, (host, port))
             except (OSError, TimeoutError) as e:
                 sock.close()
                 errors.append(f"{host}:{port}: {e or 'timeout'}")
                 continue
+            except BaseException:  # cancelled: the client went away mid-connect
+                sock.close()
+                raise
             try:
                 return await asyncio.open_connection(sock=sock)
             except BaseException:
