@@ -23,6 +23,8 @@ from cri_py.oci.process import run
 
 CREATE_TIMEOUT = 240.0
 EXEC_OUTPUT_CAP = 16 * 1024 * 1024
+# how long a timed-out ExecSync waits for the runtime to report the command it started
+RUNTIME_START_GRACE = 10.0
 
 
 @dataclass(frozen=True)
@@ -306,6 +308,10 @@ class OciRuntime:
                     code = await exits.wait_child_status(pid)
             except TimeoutError:
                 timed_out = True
+                if pid == 0:
+                    # the time ran out while the runtime was still starting the command (a
+                    # loaded node): let it finish, so the command it started is known and killed
+                    pid = await _started_pid(proc, pid_file)
                 _kill_command(proc.pid, pid)
                 await self._kill_in_sandbox(cid, internal_pid_file)
             except BaseException:
@@ -497,6 +503,17 @@ def _with_hint(message: str) -> str:
     if "cannot run with network enabled in root network namespace" in message:
         return message + " (this kernel needs runsc's runtime_args: [--network=host])"
     return message
+
+
+async def _started_pid(proc: asyncio.subprocess.Process, pid_file: str) -> int:
+    """The pid a still-running `exec --detach` writes once it started the command; 0 if none."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(RUNTIME_START_GRACE):
+            await proc.wait()
+    try:
+        return int(await asyncio.to_thread(Path(pid_file).read_text))
+    except (OSError, ValueError):
+        return 0
 
 
 def _kill_command(runtime_pid: int, pid: int) -> None:
