@@ -19,6 +19,8 @@ from benchlib.images import busybox_layer
 from benchlib.network import BenchNet
 from benchlib.util import remove_cgroup_tree, run
 
+PULL_MEASURE = "PullImage 100 MB (5 layers)"
+
 RUNC = "/usr/sbin/runc"
 CNI_BIN = Path("/usr/lib/cni")
 
@@ -218,8 +220,28 @@ def collect(iterations: int, warmup: int, fn: Callable[[], dict[str, float]]) ->
     return samples
 
 
-def interleaved_floors(runc_floor: RuncFloor, cni_floor: CniFloor) -> dict[str, Callable[[], float]]:
-    """Per CRI measure, the same work done by hand (runc_floor's exec container must be running)."""
+def skopeo_copy_once(ref: str, workdir: Path) -> float:
+    """Download and verify an image from the plain-HTTP test registry into a directory."""
+    dest = workdir / "skopeo-dir"
+    shutil.rmtree(dest, ignore_errors=True)
+    t0 = time.perf_counter()
+    subprocess.run(
+        ["skopeo", "copy", "--quiet", "--src-tls-verify=false", f"docker://{ref}", f"dir:{dest}"],
+        check=True,
+        capture_output=True,
+    )
+    elapsed = time.perf_counter() - t0
+    shutil.rmtree(dest, ignore_errors=True)
+    return elapsed
+
+
+def interleaved_floors(
+    runc_floor: RuncFloor, cni_floor: CniFloor, pull_ref: str | None = None, workdir: Path | None = None
+) -> dict[str, Callable[[], float]]:
+    """Per CRI measure, the same work done by hand (runc_floor's exec container must be running).
+
+    PullImage is set beside `skopeo copy` of the same image to a directory: download and
+    digest checks, no unpacking (what no pull can do with less)."""
 
     def pod() -> float:
         cni = cni_floor.once()
@@ -235,9 +257,12 @@ def interleaved_floors(runc_floor: RuncFloor, cni_floor: CniFloor) -> dict[str, 
             + runc_floor.run_kill_delete()["total"]
         )
 
-    return {
+    floors: dict[str, Callable[[], float]] = {
         "RunPodSandbox": pod,
         "CreateContainer+StartContainer": lambda: runc_floor.run_kill_delete()["run"],
         "full lifecycle": lifecycle,
         "ExecSync true": runc_floor.exec_once,
     }
+    if pull_ref and workdir is not None and shutil.which("skopeo"):
+        floors[PULL_MEASURE] = lambda: skopeo_copy_once(pull_ref, workdir)
+    return floors

@@ -33,7 +33,7 @@ from typing import Any
 from benchlib import report
 from benchlib.cri import CriClient
 from benchlib.cripy import CriPyDaemon
-from benchlib.floors import CniFloor, RuncFloor, collect, interleaved_floors
+from benchlib.floors import PULL_MEASURE, CniFloor, RuncFloor, collect, interleaved_floors
 from benchlib.images import push_bench_images
 from benchlib.measure import Bench, Target
 from benchlib.network import add_guard, bench_net, remove_guard
@@ -50,6 +50,7 @@ FLOOR_OF = {
     "CreateContainer+StartContainer": "runc run -d",
     "full lifecycle": "2 x runc run/kill/delete + netns + CNI ADD/DEL",
     "ExecSync true": "runc exec true",
+    PULL_MEASURE: "skopeo copy to a dir",
 }
 
 
@@ -266,7 +267,8 @@ def compare(args: argparse.Namespace) -> dict[str, Any]:
                 log(f"  {target.name}: pulled busybox in {(time.perf_counter() - t0) * 1000:.0f} ms")
             peer_client = targets[1].client
             peer_client.pull(images.pause)
-            bench = Bench(targets, args.n, args.warmup, log, interleaved_floors(*kit) if kit else None)
+            floors = interleaved_floors(*kit, pull_ref=images.big, workdir=workdir) if kit else None
+            bench = Bench(targets, args.n, args.warmup, log, floors)
             run_measures(bench, args)
             result["results"] = bench.results
         finally:

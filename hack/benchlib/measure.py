@@ -12,6 +12,7 @@ from typing import Any
 import grpc
 
 from benchlib.cri import CriClient, Pod
+from benchlib.floors import PULL_MEASURE
 from benchlib.memory import measure_memory
 from benchlib.stats import summarize
 
@@ -205,7 +206,7 @@ class Bench:
             t.client.remove_image(t.big_image)
             return dt
 
-        self.interleaved("PullImage 100 MB (5 layers)", one, iterations=iterations, warmup=0)
+        self.interleaved(PULL_MEASURE, one, iterations=iterations, warmup=0)
 
     def throughput(self, total: int, concurrency: int) -> None:
         measure = f"throughput {total} lifecycles, {concurrency} in flight"

@@ -10,7 +10,14 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.daemon import E2E_BRIDGE, E2E_SUBNET, Daemon, running_daemon
+from tests.e2e.daemon import (
+    E2E_BRIDGE,
+    E2E_SUBNET,
+    Daemon,
+    drop_shared_portmap_chains,
+    portmap_chains_exist,
+    running_daemon,
+)
 
 GUARD_RULE = ["FORWARD", "-s", E2E_SUBNET, "!", "-d", E2E_SUBNET, "-j", "DROP"]
 
@@ -29,11 +36,14 @@ def pod_network_guard() -> Iterator[None]:
     if os.geteuid() != 0 or shutil.which("iptables") is None:
         yield
         return
+    had_portmap_chains = portmap_chains_exist()
     subprocess.run(["iptables", "-w", "-I", *GUARD_RULE], check=True)
     try:
         yield
     finally:
         subprocess.run(["iptables", "-w", "-D", *GUARD_RULE], check=False)
+        if not had_portmap_chains:
+            drop_shared_portmap_chains()
         # the bridge plugin creates the bridge and leaves it; it belongs to the suite
         subprocess.run(["ip", "link", "del", E2E_BRIDGE], check=False, capture_output=True)
 

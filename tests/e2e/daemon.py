@@ -228,6 +228,30 @@ def network_leftovers(workdir: Path) -> list[str]:
     return found
 
 
+SHARED_PORTMAP_CHAINS = ("CNI-HOSTPORT-DNAT", "CNI-HOSTPORT-MASQ", "CNI-HOSTPORT-SETMARK")
+
+
+def _nat(*args: str) -> None:
+    subprocess.run(["iptables", "-w", "-t", "nat", *args], check=False, capture_output=True)
+
+
+def portmap_chains_exist() -> bool:
+    nat = subprocess.run(["iptables-save", "-t", "nat"], capture_output=True, text=True, check=False).stdout
+    return "CNI-HOSTPORT-DNAT" in nat
+
+
+def drop_shared_portmap_chains() -> None:
+    """The portmap plugin's shared chains and their jumps (it creates them and never removes them);
+    called only by whoever saw them absent before its tests ran."""
+    _nat("-D", "PREROUTING", "-m", "addrtype", "--dst-type", "LOCAL", "-j", "CNI-HOSTPORT-DNAT")
+    _nat("-D", "OUTPUT", "-m", "addrtype", "--dst-type", "LOCAL", "-j", "CNI-HOSTPORT-DNAT")
+    _nat("-D", "POSTROUTING", "-m", "comment", "--comment", "CNI portfwd requiring masquerade",
+         "-j", "CNI-HOSTPORT-MASQ")  # fmt: skip
+    for chain in SHARED_PORTMAP_CHAINS:
+        _nat("-F", chain)
+        _nat("-X", chain)
+
+
 def remove_cgroup_parent(name: str) -> list[str]:
     """Remove the test's cgroup parent in every hierarchy; report child cgroups left inside it."""
     found: list[str] = []

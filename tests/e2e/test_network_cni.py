@@ -30,11 +30,11 @@ from cri_py.network import (
 )
 from cri_py.network.capargs import PortMappingArg
 from cri_py.network.netns import create_stand_in_netns, is_pinned_netns
+from tests.e2e.daemon import drop_shared_portmap_chains, portmap_chains_exist
 
 BRIDGE = "crinet0"
 SUBNET = "10.213.77.0/24"
 GUARD = ["FORWARD", "-s", SUBNET, "!", "-d", SUBNET, "-j", "DROP"]
-SHARED_PORTMAP_CHAINS = ("CNI-HOSTPORT-DNAT", "CNI-HOSTPORT-MASQ", "CNI-HOSTPORT-SETMARK")
 FAKE_PLUGIN = Path(__file__).parents[1] / "unit" / "network" / "fake_cni_plugin"
 
 pytestmark = pytest.mark.e2e
@@ -48,22 +48,9 @@ def iptables_save() -> str:
     return sh("iptables-save").stdout + sh("ip6tables-save").stdout
 
 
-def drop_shared_portmap_chains() -> None:
-    """Portmap's shared chains and their jumps, only when this module created them."""
-    sh("iptables", "-w", "-t", "nat", "-D", "PREROUTING", "-m", "addrtype", "--dst-type", "LOCAL",
-       "-j", "CNI-HOSTPORT-DNAT", check=False)  # fmt: skip
-    sh("iptables", "-w", "-t", "nat", "-D", "OUTPUT", "-m", "addrtype", "--dst-type", "LOCAL",
-       "-j", "CNI-HOSTPORT-DNAT", check=False)  # fmt: skip
-    sh("iptables", "-w", "-t", "nat", "-D", "POSTROUTING", "-m", "comment", "--comment",
-       "CNI portfwd requiring masquerade", "-j", "CNI-HOSTPORT-MASQ", check=False)  # fmt: skip
-    for chain in SHARED_PORTMAP_CHAINS:
-        sh("iptables", "-w", "-t", "nat", "-F", chain, check=False)
-        sh("iptables", "-w", "-t", "nat", "-X", chain, check=False)
-
-
 @pytest.fixture(scope="module")
 def guarded_bridge() -> Iterator[None]:
-    had_portmap_chains = "CNI-HOSTPORT-DNAT" in sh("iptables-save", "-t", "nat").stdout
+    had_portmap_chains = portmap_chains_exist()
     sh("iptables", "-w", "-I", *GUARD)
     try:
         yield
