@@ -458,6 +458,23 @@ class PodService:
             raise FailedPrecondition(f"pod sandbox {pod.id} is not ready")
         return pod
 
+    async def checked_status(self, pod_id: str, verbose: bool = False) -> api_pb2.PodSandboxStatusResponse:
+        """PodSandboxStatus with the pod's addresses checked against its netns: an address the
+        CNI result names but the namespace no longer has is not reported."""
+        response = self.status(pod_id, verbose)
+        pod = self.get(pod_id)
+        if self.network is None or not pod.network_ready or response.status.state != api_pb2.SANDBOX_READY:
+            return response
+        checked = await self.network.verified_pod_ips(pod.id)
+        network = response.status.network
+        del network.additional_ips[:]
+        if checked is None:
+            network.ip = ""
+        else:
+            network.ip = checked.ip
+            network.additional_ips.extend(api_pb2.PodIP(ip=ip) for ip in checked.additional_ips)
+        return response
+
     def status(self, pod_id: str, verbose: bool = False) -> api_pb2.PodSandboxStatusResponse:
         if not pod_id:
             raise InvalidArgument("pod sandbox id is required")

@@ -53,7 +53,7 @@ class SandboxHandlers:
     async def PodSandboxStatus(
         self, request: api_pb2.PodSandboxStatusRequest, context: Context
     ) -> api_pb2.PodSandboxStatusResponse:
-        return self._pods().status(request.pod_sandbox_id, request.verbose)
+        return await self._pods().checked_status(request.pod_sandbox_id, request.verbose)
 
     async def ListPodSandbox(
         self, request: api_pb2.ListPodSandboxRequest, context: Context

@@ -246,6 +246,17 @@ def test_restart_between_run_and_stop(cri: Daemon) -> None:
     assert_nothing_left(cri, [pod_id], our_ports, [host_port])
 
 
+def test_status_reports_only_addresses_the_netns_has(cri: Daemon) -> None:
+    pod_id = run_pod(cri, pod_config())
+    ip = pod_status(cri, pod_id).network.ip
+    assert ip.startswith(SUBNET_PREFIX)
+    netns = pinned_netns_path(Path(cri.config["run_dir"]), pod_id)
+    # someone took the address away inside the pod: the CNI result alone would still claim it
+    subprocess.run(["nsenter", f"--net={netns}", "ip", "addr", "del", f"{ip}/24", "dev", "eth0"], check=True)
+    assert pod_status(cri, pod_id).network.ip == ""
+    stop_and_remove(cri, pod_id)
+
+
 def test_failing_plugin_fails_run_pod_sandbox_cleanly(
     cri_factory: Any, tmp_path: Path, guarded_bridge: None
 ) -> None:
