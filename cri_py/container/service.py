@@ -66,7 +66,7 @@ class ContainerService:
         # each container's OCI process (what exec starts from), read once from its bundle
         self._processes: dict[str, dict[str, Any]] = {}
         self._generation = 0
-        self._list_cache: tuple[tuple[int, bytes], api_pb2.ListContainersResponse] | None = None
+        self._list_cache: tuple[tuple[int, bytes], bytes] | None = None
         self.bundles_dir = config.run_dir / "containers"
         self.persist_dir = config.root / "containers"
         pods.containers = self
@@ -514,13 +514,14 @@ class ContainerService:
             )
         return api_pb2.ContainerStatusResponse(status=status, info=info)
 
-    def list_response(self, flt: api_pb2.ContainerFilter | None) -> api_pb2.ListContainersResponse:
+    def list_response(self, flt: api_pb2.ContainerFilter | None) -> bytes:
         """The answer is kept until a record changes: kubelet lists every second."""
         key = (self._generation, flt.SerializeToString() if flt is not None else b"")
         cached = self._list_cache
         if cached is not None and cached[0] == key:
             return cached[1]
-        response = api_pb2.ListContainersResponse(containers=self.list(flt))
+        # kept serialized: the server passes bytes through, so a cached answer costs no encoding
+        response = bytes(api_pb2.ListContainersResponse(containers=self.list(flt)).SerializeToString())
         self._list_cache = (key, response)
         return response
 

@@ -75,7 +75,7 @@ class PodService:
         )
         self._tasks: set[asyncio.Task[Any]] = set()
         self._generation = 0
-        self._list_cache: tuple[tuple[int, bytes], api_pb2.ListPodSandboxResponse] | None = None
+        self._list_cache: tuple[tuple[int, bytes], bytes] | None = None
 
     # ---- life cycle --------------------------------------------------------------------
 
@@ -511,13 +511,14 @@ class PodService:
     def _cri_state(self, pod: SandboxRecord) -> api_pb2.PodSandboxState:
         return api_pb2.SANDBOX_READY if self.is_ready(pod) else api_pb2.SANDBOX_NOTREADY
 
-    def list_response(self, flt: api_pb2.PodSandboxFilter | None) -> api_pb2.ListPodSandboxResponse:
+    def list_response(self, flt: api_pb2.PodSandboxFilter | None) -> bytes:
         """The answer is kept until a record changes (an infra exit is one: it is watched)."""
         key = (self._generation, flt.SerializeToString() if flt is not None else b"")
         cached = self._list_cache
         if cached is not None and cached[0] == key:
             return cached[1]
-        response = api_pb2.ListPodSandboxResponse(items=self.list(flt))
+        # kept serialized: the server passes bytes through, so a cached answer costs no encoding
+        response = bytes(api_pb2.ListPodSandboxResponse(items=self.list(flt)).SerializeToString())
         self._list_cache = (key, response)
         return response
 

@@ -114,17 +114,34 @@ def _wrap_stream(rpc: str, func: Callable[..., AsyncIterator[Any]], daemon: Daem
     return handler
 
 
-def _install(servicer: Any, base: type, service_name: str, daemon: Daemon) -> None:
+def _serialize(response: Any) -> bytes:
+    """Responses are messages, or bytes a service keeps serialized (cached List answers)."""
+    return response if isinstance(response, bytes) else bytes(response.SerializeToString())
+
+
+def _handlers(servicer: Any, base: type, service_name: str, daemon: Daemon) -> grpc.GenericRpcHandler:
+    """The service's method handlers, each RPC wrapped once; responses may be pre-serialized."""
     service = api_pb2.DESCRIPTOR.services_by_name[service_name]
+    handlers = {}
     for method in service.methods:
         rpc = f"{service_name}/{method.name}"
         implemented = getattr(type(servicer), method.name) is not getattr(base, method.name)
+        request_type = getattr(api_pb2, method.input_type.name)
         if not implemented:
-            setattr(servicer, method.name, _unimplemented(rpc))
+            behaviour = _unimplemented(rpc)
         elif method.server_streaming:
-            setattr(servicer, method.name, _wrap_stream(rpc, getattr(servicer, method.name), daemon))
+            behaviour = _wrap_stream(rpc, getattr(servicer, method.name), daemon)
         else:
-            setattr(servicer, method.name, _wrap_unary(rpc, getattr(servicer, method.name), daemon))
+            behaviour = _wrap_unary(rpc, getattr(servicer, method.name), daemon)
+        make = (
+            grpc.unary_stream_rpc_method_handler
+            if method.server_streaming
+            else grpc.unary_unary_rpc_method_handler
+        )
+        handlers[method.name] = make(
+            behaviour, request_deserializer=request_type.FromString, response_serializer=_serialize
+        )
+    return grpc.method_handlers_generic_handler(service.full_name, handlers)
 
 
 def build_server(daemon: Daemon) -> grpc.aio.Server:
@@ -134,10 +151,10 @@ def build_server(daemon: Daemon) -> grpc.aio.Server:
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
         ]
     )
-    runtime = RuntimeServicer(daemon)
-    image = ImageServicer(daemon)
-    _install(runtime, api_pb2_grpc.RuntimeServiceServicer, "RuntimeService", daemon)
-    _install(image, api_pb2_grpc.ImageServiceServicer, "ImageService", daemon)
-    api_pb2_grpc.add_RuntimeServiceServicer_to_server(runtime, server)
-    api_pb2_grpc.add_ImageServiceServicer_to_server(image, server)
+    server.add_generic_rpc_handlers(
+        (
+            _handlers(RuntimeServicer(daemon), api_pb2_grpc.RuntimeServiceServicer, "RuntimeService", daemon),
+            _handlers(ImageServicer(daemon), api_pb2_grpc.ImageServiceServicer, "ImageService", daemon),
+        )
+    )
     return server

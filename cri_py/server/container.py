@@ -52,7 +52,7 @@ class ContainerHandlers:
 
     async def ListContainers(
         self, request: api_pb2.ListContainersRequest, context: Context
-    ) -> api_pb2.ListContainersResponse:
+    ) -> bytes:  # a serialized ListContainersResponse, cached until a record changes
         flt = request.filter if request.HasField("filter") else None
         return self._containers().list_response(flt)
 

@@ -57,7 +57,7 @@ class SandboxHandlers:
 
     async def ListPodSandbox(
         self, request: api_pb2.ListPodSandboxRequest, context: Context
-    ) -> api_pb2.ListPodSandboxResponse:
+    ) -> bytes:  # a serialized ListPodSandboxResponse, cached until a record changes
         flt = request.filter if request.HasField("filter") else None
         return self._pods().list_response(flt)
 
