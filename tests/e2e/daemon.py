@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -188,7 +189,7 @@ def make_config(workdir: Path, overrides: dict[str, Any] | None = None) -> dict[
     return config
 
 
-def leftovers(workdir: Path) -> list[str]:
+def leftovers(workdir: Path, networks: set[str] | None = None) -> list[str]:
     """Kernel objects and processes that still belong to the daemon's directories."""
     found: list[str] = []
     prefix = str(workdir)
@@ -206,12 +207,22 @@ def leftovers(workdir: Path) -> list[str]:
             continue
         if prefix in cmdline:
             found.append(f"process {pid}: {cmdline[:200]}")
-    return found + network_leftovers(workdir)
+    return found + network_leftovers(workdir, networks)
 
 
-def network_leftovers(workdir: Path) -> list[str]:
-    """Host-local IP allocations and portmap rules of this daemon's network (a DEL removes both,
-    and the pod's veth with them); other daemons' pods on the shared bridge are not ours to count."""
+def conf_network_names(conf_dir: Path) -> set[str]:
+    """The names of the CNI networks configured in a conf dir."""
+    names: set[str] = set()
+    for conf in conf_dir.glob("*.conf*") if conf_dir.is_dir() else []:
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            names.add(str(json.loads(conf.read_text()).get("name", "")))
+    return names - {""}
+
+
+def network_leftovers(workdir: Path, networks: set[str] | None = None) -> list[str]:
+    """Host-local IP allocations and the iptables rules (portmap, masquerade) of this daemon's
+    networks (a DEL removes them, and the pod's veth with them); other daemons' pods on a
+    shared bridge are not ours to count."""
     found: list[str] = []
     ipam = workdir / "cni" / "ipam"
     if ipam.is_dir():
@@ -223,8 +234,9 @@ def network_leftovers(workdir: Path) -> list[str]:
             ):
                 found.append(f"IP allocation {allocation.name}")
     rules = subprocess.run(["iptables-save"], capture_output=True, text=True, check=False).stdout
-    network = f'"{network_name(workdir)}"'
-    found += [f"iptables {line}" for line in rules.splitlines() if network in line]
+    # CNI plugins put the network name in rule comments, which iptables-save prints escaped
+    quoted = {f'\\"{name}\\"' for name in {network_name(workdir), *(networks or set())}}
+    found += [f"iptables {line}" for line in rules.splitlines() if any(q in line for q in quoted)]
     return found
 
 
@@ -269,8 +281,28 @@ def remove_cgroup_parent(name: str) -> list[str]:
     return found
 
 
-def force_clean(workdir: Path) -> None:
-    """Last resort after a failed test: kill processes, unmount, so the next test starts clean."""
+def remove_rules_mentioning(needles: set[str]) -> None:
+    """Delete every iptables rule whose line contains one of `needles`, then the per-pod CNI
+    chains that are left empty and unreferenced."""
+    for table in ("nat", "filter"):
+        dump = subprocess.run(
+            ["iptables-save", "-t", table], capture_output=True, text=True, check=False
+        ).stdout
+        for line in dump.splitlines():
+            if line.startswith("-A ") and any(n in line for n in needles):
+                subprocess.run(["iptables", "-w", "-t", table, "-D", *shlex.split(line)[1:]], check=False)
+        dump = subprocess.run(
+            ["iptables-save", "-t", table], capture_output=True, text=True, check=False
+        ).stdout
+        chains = {c[1:].split()[0] for c in dump.splitlines() if c.startswith(":CNI-")}
+        for chain in chains - set(SHARED_PORTMAP_CHAINS):
+            if f"-A {chain} " not in dump and f"-j {chain}" not in dump:
+                subprocess.run(["iptables", "-w", "-t", table, "-X", chain], check=False)
+
+
+def force_clean(workdir: Path, networks: set[str] | None = None) -> None:
+    """Last resort after a failed test: kill processes, unmount, drop rules, so the next test
+    starts clean."""
     for entry in leftovers(workdir):
         if entry.startswith("process "):
             pid = int(entry.split()[1].rstrip(":"))
@@ -279,6 +311,8 @@ def force_clean(workdir: Path) -> None:
     mounts = [e.split(" ", 1)[1] for e in leftovers(workdir) if e.startswith("mount ")]
     for mountpoint in sorted(mounts, key=len, reverse=True):
         subprocess.run(["umount", "-l", mountpoint], check=False, capture_output=True)
+    names = {network_name(workdir), *(networks or set())}
+    remove_rules_mentioning({f'\\"{name}\\"' for name in names})
 
 
 @contextlib.contextmanager
@@ -288,10 +322,13 @@ def running_daemon(overrides: dict[str, Any] | None = None, base: Path | None = 
     config_path = workdir / "cri-py.yaml"
     config_path.write_text(yaml.safe_dump(config))
     daemon = Daemon(workdir=workdir, config_path=config_path, config=config)
+    conf_dir = Path(config["cni"]["conf_dir"])
+    networks = conf_network_names(conf_dir)
     try:
         daemon.start()
         yield daemon
     finally:
+        networks |= conf_network_names(conf_dir)  # also confs the test wrote meanwhile
         problems: list[str] = []
         try:
             if daemon.proc is None:
@@ -302,9 +339,9 @@ def running_daemon(overrides: dict[str, Any] | None = None, base: Path | None = 
         finally:
             daemon.stop()
             time.sleep(0.05)
-            problems = leftovers(workdir)
+            problems = leftovers(workdir, networks)
             if problems:
-                force_clean(workdir)
+                force_clean(workdir, networks)
             problems += remove_cgroup_parent(f"cri-py-e2e-{workdir.name}")
             shutil.rmtree(workdir, ignore_errors=True)
         assert not problems, "the daemon left things behind:\n" + "\n".join(problems)

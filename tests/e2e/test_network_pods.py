@@ -252,9 +252,14 @@ def test_status_reports_only_addresses_the_netns_has(cri: Daemon) -> None:
     assert ip.startswith(SUBNET_PREFIX)
     netns = pinned_netns_path(Path(cri.config["run_dir"]), pod_id)
     # someone took the address away inside the pod: the CNI result alone would still claim it
-    subprocess.run(["nsenter", f"--net={netns}", "ip", "addr", "del", f"{ip}/24", "dev", "eth0"], check=True)
+    in_pod = ["nsenter", f"--net={netns}", "ip", "addr"]
+    subprocess.run([*in_pod, "del", f"{ip}/24", "dev", "eth0"], check=True)
     assert pod_status(cri, pod_id).network.ip == ""
+    # given back, it is reported again (and DEL finds it to remove the pod's masquerade rules)
+    subprocess.run([*in_pod, "add", f"{ip}/24", "dev", "eth0"], check=True)
+    assert pod_status(cri, pod_id).network.ip == ip
     stop_and_remove(cri, pod_id)
+    assert pod_id not in iptables_save()
 
 
 def test_failing_plugin_fails_run_pod_sandbox_cleanly(
