@@ -150,23 +150,7 @@ class OciRuntime:
         sync_ours, sync_theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         start_ours, start_theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            env = {
-                "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
-                "_OCI_SYNCPIPE": str(sync_theirs.fileno()),
-                "_OCI_STARTPIPE": str(start_theirs.fileno()),
-            }
-            proc = await asyncio.create_subprocess_exec(
-                *args,
-                cwd=str(bundle),
-                env=env,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.DEVNULL,
-                # the daemonized conmon would hold a pipe open forever; errors come
-                # through the sync pipe
-                stderr=asyncio.subprocess.DEVNULL,
-                pass_fds=(sync_theirs.fileno(), start_theirs.fileno()),
-                start_new_session=True,
-            )
+            proc = await _spawn_conmon(args, bundle, sync_theirs.fileno(), start_theirs.fileno())
             sync_theirs.close()
             start_theirs.close()
             start_ours.sendall(b"\0")
@@ -367,21 +351,7 @@ class OciRuntime:
             start_ours, start_theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
             reader = _PipeReader(sync_r)
             try:
-                env = {
-                    "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
-                    "_OCI_SYNCPIPE": str(sync_w),
-                    "_OCI_STARTPIPE": str(start_theirs.fileno()),
-                }
-                proc = await asyncio.create_subprocess_exec(
-                    *args,
-                    cwd=str(tmp),
-                    env=env,
-                    stdin=asyncio.subprocess.DEVNULL,
-                    stdout=asyncio.subprocess.DEVNULL,
-                    stderr=asyncio.subprocess.DEVNULL,
-                    pass_fds=(sync_w, start_theirs.fileno()),
-                    start_new_session=True,
-                )
+                proc = await _spawn_conmon(args, tmp, sync_w, start_theirs.fileno())
                 os.close(sync_w)
                 sync_w = -1
                 start_theirs.close()
@@ -495,6 +465,28 @@ class _FdCollector:
                 with contextlib.suppress(OSError):
                     os.close(fd)
         self.read_fd = self.write_fd = -1
+
+
+async def _spawn_conmon(
+    args: list[str], cwd: Path, sync_fd: int, start_fd: int
+) -> asyncio.subprocess.Process:
+    """conmon with its sync and start pipes, named by fd number in its environment. No stdio:
+    the daemonized conmon would hold a pipe open forever; errors come through the sync pipe."""
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
+        "_OCI_SYNCPIPE": str(sync_fd),
+        "_OCI_STARTPIPE": str(start_fd),
+    }
+    return await asyncio.create_subprocess_exec(
+        *args,
+        cwd=str(cwd),
+        env=env,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+        pass_fds=(sync_fd, start_fd),
+        start_new_session=True,
+    )
 
 
 def _with_hint(message: str) -> str:
