@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import base64
-import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from cri_py.api import api_pb2
 from cri_py.container.state import ContainerState
+from cri_py.store.codec import decode_message, record_from_dict, record_to_dict
 
 
 @dataclass
@@ -54,37 +53,24 @@ class ContainerRecord:
         cached = self.__dict__.get("_parsed")
         if cached is not None and cached[0] is self.config_b64:
             return cached[1]  # type: ignore[no-any-return]
-        cfg = api_pb2.ContainerConfig()
-        cfg.ParseFromString(base64.b64decode(self.config_b64))
+        cfg = decode_message(self.config_b64, api_pb2.ContainerConfig())
         self.__dict__["_parsed"] = (self.config_b64, cfg)
         return cfg
 
     def resources(self) -> api_pb2.LinuxContainerResources:
-        res = api_pb2.LinuxContainerResources()
-        if self.resources_b64:
-            res.ParseFromString(base64.b64decode(self.resources_b64))
-        return res
+        return decode_message(self.resources_b64, api_pb2.LinuxContainerResources())
 
     @property
     def bundle_dir(self) -> Path:
         return Path(self.bundle)
 
     def to_dict(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
-        data["state"] = str(self.state)
-        return data
+        return record_to_dict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ContainerRecord:
-        names = {f.name for f in dataclasses.fields(cls)}
-        values = {k: v for k, v in data.items() if k in names}
-        values["state"] = ContainerState(values["state"])
-        return cls(**values)
+        return record_from_dict(cls, data, ContainerState)
 
 
 def container_name_key(pod_id: str, name: str, attempt: int) -> str:
     return f"{pod_id}_{name}_{attempt}"
-
-
-def encode(message: Any) -> str:
-    return base64.b64encode(message.SerializeToString()).decode()

@@ -23,7 +23,7 @@ from typing import Any
 
 from cri_py.api import api_pb2
 from cri_py.config.model import Config
-from cri_py.container.model import ContainerRecord, container_name_key, encode
+from cri_py.container.model import ContainerRecord, container_name_key
 from cri_py.container.state import CRI_STATE, ContainerState, can_transition, exit_reason
 from cri_py.container.stats import CpuSample, cpu_message, memory_message, nano_cores, sum_usage
 from cri_py.errors import AlreadyExists, FailedPrecondition, Internal, InvalidArgument, NotFound
@@ -35,6 +35,7 @@ from cri_py.oci.spec import container_spec, resolve_signal
 from cri_py.pod.inflight import CreateCoalescer
 from cri_py.pod.service import CLEANUP_TIMEOUT, PodService
 from cri_py.store import Database, RecordTable
+from cri_py.store.codec import encode_message
 
 log = logging.getLogger(__name__)
 
@@ -198,14 +199,14 @@ class ContainerService:
             state=ContainerState.CREATING,
             created_at=time.time_ns(),
             runtime_handler=pod.runtime_handler,
-            config_b64=encode(config),
+            config_b64=encode_message(config),
             image_id=image.id,
             image_ref=image.repo_digests[0] if image.repo_digests else image.id,
             image_name=config.image.image,
             bundle=str(self.bundles_dir / cid),
             log_path=log_path,
             stop_signal=resolve_signal(config.stop_signal, str(image_cfg.get("StopSignal") or "")),
-            resources_b64=encode(config.linux.resources),
+            resources_b64=encode_message(config.linux.resources),
         )
         self._save(rec)
         self._names[rec.name_key] = cid
@@ -585,7 +586,7 @@ class ContainerService:
         if rec.state not in (ContainerState.CREATED, ContainerState.RUNNING):
             raise FailedPrecondition(f"container {rec.id} is {rec.state}")
         await self.runtime_of(rec).update(rec.id, oci_resources(resources, self.pods.host.hugetlb))
-        rec.resources_b64 = encode(resources)
+        rec.resources_b64 = encode_message(resources)
         self._save(rec)
 
     async def reopen_log(self, cid: str) -> None:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import base64
-import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from cri_py.api import api_pb2
 from cri_py.pod.state import SandboxState
+from cri_py.store.codec import decode_message, record_from_dict, record_to_dict
 
 
 @dataclass
@@ -48,8 +47,7 @@ class SandboxRecord:
         cached = self.__dict__.get("_parsed")
         if cached is not None and cached[0] is self.config_b64:
             return cached[1]  # type: ignore[no-any-return]
-        cfg = api_pb2.PodSandboxConfig()
-        cfg.ParseFromString(base64.b64decode(self.config_b64))
+        cfg = decode_message(self.config_b64, api_pb2.PodSandboxConfig())
         self.__dict__["_parsed"] = (self.config_b64, cfg)
         return cfg
 
@@ -62,21 +60,12 @@ class SandboxRecord:
         return f"/proc/{self.infra_pid}/ns/pid" if self.infra_pid and not self.host_pid else None
 
     def to_dict(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
-        data["state"] = str(self.state)
-        return data
+        return record_to_dict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SandboxRecord:
-        names = {f.name for f in dataclasses.fields(cls)}
-        values = {k: v for k, v in data.items() if k in names}
-        values["state"] = SandboxState(values["state"])
-        return cls(**values)
+        return record_from_dict(cls, data, SandboxState)
 
 
 def name_key(name: str, namespace: str, uid: str, attempt: int) -> str:
     return f"{name}_{namespace}_{uid}_{attempt}"
-
-
-def encode_config(config: api_pb2.PodSandboxConfig) -> str:
-    return base64.b64encode(config.SerializeToString()).decode()

@@ -32,9 +32,10 @@ from cri_py.oci.security import host_capabilities
 from cri_py.oci.spec import HostFacts, PodContext, infra_spec
 from cri_py.pod import files, namespaces
 from cri_py.pod.inflight import CreateCoalescer
-from cri_py.pod.model import SandboxRecord, encode_config, name_key
+from cri_py.pod.model import SandboxRecord, name_key
 from cri_py.pod.state import SandboxState, check_transition
 from cri_py.store import Database, RecordTable
+from cri_py.store.codec import encode_message
 
 log = logging.getLogger(__name__)
 
@@ -222,7 +223,7 @@ class PodService:
             state=SandboxState.CREATING,
             created_at=time.time_ns(),
             runtime_handler=handler or self.config.default_runtime,
-            config_b64=encode_config(config),
+            config_b64=encode_message(config),
             pod_dir=str(pod_dir),
             cgroup_parent=linux.cgroup_parent or self.config.cgroup_parent,
             hostname=hostname[:63],
@@ -447,7 +448,7 @@ class PodService:
             cfg.linux.overhead.CopyFrom(overhead)
         if resources is not None:
             cfg.linux.resources.CopyFrom(resources)
-        pod.config_b64 = encode_config(cfg)
+        pod.config_b64 = encode_message(cfg)
         self._save(pod)
 
     # ---- Status / List -----------------------------------------------------------------

@@ -8,8 +8,9 @@ from pathlib import Path
 from cri_py.api import api_pb2
 from cri_py.pod.files import hosts_text, resolv_conf_text
 from cri_py.pod.inflight import CreateCoalescer
-from cri_py.pod.model import SandboxRecord, encode_config
+from cri_py.pod.model import SandboxRecord
 from cri_py.pod.state import SandboxState
+from cri_py.store.codec import encode_message
 
 
 def test_resolv_conf_from_dns_config(tmp_path: Path) -> None:
@@ -32,7 +33,7 @@ def test_record_round_trip() -> None:
     cfg = api_pb2.PodSandboxConfig(metadata=api_pb2.PodSandboxMetadata(name="n", namespace="ns", uid="u"))
     rec = SandboxRecord(
         id="a" * 64, name="n", namespace="ns", uid="u", attempt=0, state=SandboxState.READY, created_at=1,
-        runtime_handler="runc", config_b64=encode_config(cfg), pod_dir="/x", cgroup_parent="/p", hostname="n",
+        runtime_handler="runc", config_b64=encode_message(cfg), pod_dir="/x", cgroup_parent="/p", hostname="n",
     )  # fmt: skip
     back = SandboxRecord.from_dict(rec.to_dict())
     assert back == rec and back.config().metadata.uid == "u"
