@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
@@ -30,8 +31,28 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
                 item.add_marker(skip)
 
 
+E2E_LOCK = "/run/lock/cri-py-e2e.lock"
+
+
 @pytest.fixture(scope="session", autouse=True)
-def pod_network_guard() -> Iterator[None]:
+def one_e2e_session_per_host() -> Iterator[None]:
+    """The suite's bridge, subnet and guard rule are fixed names: two sessions on one host (two
+    checkouts, say) would tear down each other's network, so the second waits for the first."""
+    if os.geteuid() != 0:
+        yield
+        return
+    os.makedirs(os.path.dirname(E2E_LOCK), exist_ok=True)
+    with open(E2E_LOCK, "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"\ne2e: waiting for another end-to-end session on this host ({E2E_LOCK})", flush=True)
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+@pytest.fixture(scope="session", autouse=True)
+def pod_network_guard(one_e2e_session_per_host: None) -> Iterator[None]:
     """Pods on the suite's bridge may talk to each other and nothing else (see this-machine.md)."""
     if os.geteuid() != 0 or shutil.which("iptables") is None:
         yield
