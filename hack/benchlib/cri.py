@@ -13,6 +13,8 @@ from cri_py.api import api_pb2, api_pb2_grpc
 
 BENCH_LABEL = "cri-bench"
 RPC_TIMEOUT = 120.0
+# a pod's own network and IPC namespaces, a PID namespace per container (kubelet's default)
+NAMESPACES = api_pb2.NamespaceOption(network=api_pb2.POD, pid=api_pb2.CONTAINER, ipc=api_pb2.POD)
 
 
 @dataclass
@@ -81,11 +83,7 @@ class CriClient:
             labels={BENCH_LABEL: "1"},
             linux=api_pb2.LinuxPodSandboxConfig(
                 cgroup_parent=self.cgroup_parent,
-                security_context=api_pb2.LinuxSandboxSecurityContext(
-                    namespace_options=api_pb2.NamespaceOption(
-                        network=api_pb2.POD, pid=api_pb2.CONTAINER, ipc=api_pb2.POD
-                    )
-                ),
+                security_context=api_pb2.LinuxSandboxSecurityContext(namespace_options=NAMESPACES),
             ),
         )
 
@@ -97,14 +95,20 @@ class CriClient:
     def container_config(self, name: str) -> api_pb2.ContainerConfig:
         return api_pb2.ContainerConfig(
             metadata=api_pb2.ContainerMetadata(name=name, attempt=0),
-            image=api_pb2.ImageSpec(image=self.busybox),
+            # kubelet names the image as the pod spec wrote it too (CRI-O checks signatures by it)
+            image=api_pb2.ImageSpec(image=self.busybox, user_specified_image=self.busybox),
             command=["sleep", "3600"],
             log_path=f"{name}/0.log",
             labels={BENCH_LABEL: "1"},
-            linux=api_pb2.LinuxContainerConfig(),
+            # kubelet repeats the pod's namespace choices for every container
+            linux=api_pb2.LinuxContainerConfig(
+                security_context=api_pb2.LinuxContainerSecurityContext(namespace_options=NAMESPACES)
+            ),
         )
 
     def create_container(self, pod: Pod, name: str) -> str:
+        # kubelet makes the container's log directory before it asks (CRI-O's conmon needs it)
+        Path(pod.config.log_directory, name).mkdir(parents=True, exist_ok=True)
         resp = self.runtime.CreateContainer(
             api_pb2.CreateContainerRequest(
                 pod_sandbox_id=pod.id, config=self.container_config(name), sandbox_config=pod.config
@@ -151,6 +155,28 @@ class CriClient:
 
     def list_pods(self) -> int:
         return len(self.runtime.ListPodSandbox(api_pb2.ListPodSandboxRequest(), timeout=RPC_TIMEOUT).items)
+
+    # what kubelet polls
+    def pod_status(self, pod_id: str) -> None:
+        self.runtime.PodSandboxStatus(api_pb2.PodSandboxStatusRequest(pod_sandbox_id=pod_id), timeout=RPC_TIMEOUT)
+
+    def container_status(self, container_id: str) -> None:
+        self.runtime.ContainerStatus(
+            api_pb2.ContainerStatusRequest(container_id=container_id), timeout=RPC_TIMEOUT
+        )
+
+    def list_pod_stats(self) -> int:
+        return len(
+            self.runtime.ListPodSandboxStats(api_pb2.ListPodSandboxStatsRequest(), timeout=RPC_TIMEOUT).stats
+        )
+
+    def list_container_stats(self) -> int:
+        return len(
+            self.runtime.ListContainerStats(api_pb2.ListContainerStatsRequest(), timeout=RPC_TIMEOUT).stats
+        )
+
+    def image_fs_info(self) -> None:
+        self.image.ImageFsInfo(api_pb2.ImageFsInfoRequest(), timeout=RPC_TIMEOUT)
 
     def pod_with_container(self, name: str) -> Pod:
         pod = self.run_pod(name)

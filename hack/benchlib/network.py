@@ -1,7 +1,8 @@
-"""Bench networks: one bridge and /24 per peer inside 10.251.0.0/16, behind a FORWARD guard.
+"""Bench networks: one bridge and /24 per runtime inside 10.251.0.0/16, behind a FORWARD guard.
 
-The guard rule drops anything from the bench subnet to outside it (ip_forward is on here), and
-cleanup() removes the rule, the bridges and host-local's state.
+The guard rule drops anything from the bench subnet to outside it (ip_forward is on here);
+remove_guard() takes the rule away again and remove_bridge() the bridge. A caller with a range
+of its own (hack/peer-* --subnet) guards just that subnet.
 """
 
 from __future__ import annotations
@@ -17,11 +18,11 @@ from benchlib.util import run
 BENCH_SUPERNET = "10.251.0.0/16"
 
 
-def _guard(owner: str) -> list[str]:
+def _guard(owner: str, subnet: str) -> list[str]:
     # one rule per owner (a bench process, a peer's directory): two runs at once must not remove
     # each other's guard
     comment = f"cri-bench guard {owner or os.getpid()}"
-    return ["FORWARD", "-s", BENCH_SUPERNET, "!", "-d", BENCH_SUPERNET, "-m", "comment", "--comment", comment,
+    return ["FORWARD", "-s", subnet, "!", "-d", subnet, "-m", "comment", "--comment", comment,
             "-j", "DROP"]  # fmt: skip
 
 
@@ -62,14 +63,26 @@ class BenchNet:
 
 
 def bench_net(name: str, index: int, workdir: Path) -> BenchNet:
-    return BenchNet(f"crib-{name}", f"crib{name[:6]}0", f"10.251.{index}.0/24", workdir / f"ipam-{name}")
+    """10.251.<index>.0/24 on bridge crib<name><index>: the index keeps two users apart."""
+    return BenchNet(
+        f"crib-{name}", f"crib{name[:6]}{index}", f"10.251.{index}.0/24", workdir / f"ipam-{name}"
+    )
 
 
-def add_guard(owner: str = "") -> None:
-    if subprocess.run(["iptables", "-w", "-C", *_guard(owner)], capture_output=True).returncode != 0:
-        run(["iptables", "-w", "-I", *_guard(owner)])
+def own_net(name: str, subnet: str, bridge: str, workdir: Path) -> BenchNet:
+    """A network in a range the caller owns (another suite's subnets), not the bench's."""
+    if len(bridge) > 15:
+        raise ValueError(f"bridge name {bridge!r} is longer than 15 characters")
+    return BenchNet(f"crib-{name}", bridge, subnet, workdir / f"ipam-{name}")
 
 
-def remove_guard(owner: str = "") -> None:
-    while subprocess.run(["iptables", "-w", "-D", *_guard(owner)], capture_output=True).returncode == 0:
+def add_guard(owner: str = "", subnet: str = BENCH_SUPERNET) -> None:
+    if subprocess.run(["iptables", "-w", "-C", *_guard(owner, subnet)], capture_output=True).returncode != 0:
+        run(["iptables", "-w", "-I", *_guard(owner, subnet)])
+
+
+def remove_guard(owner: str = "", subnet: str = BENCH_SUPERNET) -> None:
+    while (
+        subprocess.run(["iptables", "-w", "-D", *_guard(owner, subnet)], capture_output=True).returncode == 0
+    ):
         pass

@@ -1,4 +1,4 @@
-"""containerd 1.6 with its CRI plugin, isolated in a directory of its own.
+"""containerd with its CRI plugin (2.x built from its Go module, or Debian's 1.6), in a directory of its own.
 
 Everything it owns (root, state, sockets, runc root, netns pins, CNI conf, registry hosts) lives
 under `workdir`; stop() removes pods it left running, unmounts, and deletes the directory.
@@ -11,8 +11,10 @@ import os
 import shutil
 import signal
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
+from benchlib import peerbuild
 from benchlib.network import BenchNet
 from benchlib.util import (
     BenchError,
@@ -23,15 +25,87 @@ from benchlib.util import (
     wait_until,
 )
 
-CONTAINERD = "/usr/bin/containerd"
+CONTAINERD = "/usr/bin/containerd"  # Debian's 1.6
 RUNC = "/usr/sbin/runc"
-# containerd 1.6 puts shim sockets here whatever its state dir is, and its CNI library caches
+# containerd puts shim sockets here whatever its state dir is, and its CNI library caches
 # results under /var/lib/cni: these go again when empty and no containerd runs any more
 _SHIM_SOCKET_DIR = Path("/run/containerd/s")
 _CNI_CACHE_DIR = Path("/var/lib/cni/results")
 
 
+@dataclass(frozen=True)
+class ContainerdBuild:
+    """Which containerd: its binary, its runc shim, and the config schema it reads."""
+
+    name: str  # the bench's column name
+    containerd: Path
+    shim: Path | None  # None: containerd finds containerd-shim-runc-v2 on PATH (Debian's)
+    config_version: int  # 2 for 1.6, 3 for 2.x
+
+
+DEBIAN_16 = ContainerdBuild("containerd-1.6", Path(CONTAINERD), None, 2)
+
+
+def built_2x(build: bool = True) -> ContainerdBuild:
+    """containerd 2.x from hack/peers/build (built when absent)."""
+    bin_dir = peerbuild.bin_dir("containerd", build=build)
+    return ContainerdBuild("containerd", bin_dir / "containerd", bin_dir / "containerd-shim-runc-v2", 3)
+
+
+def containerd_config_v3(workdir: Path, sandbox_image: str, shim: Path) -> str:
+    """containerd 2.x: the CRI plugin split into images, runtime and the gRPC service."""
+    images = "plugins.'io.containerd.cri.v1.images'"
+    runtime = "plugins.'io.containerd.cri.v1.runtime'"
+    return f"""version = 3
+root = "{workdir}/root"
+state = "{workdir}/state"
+oom_score = 0
+# NRI listens on one fixed host socket; snapshotters this host cannot run only log errors
+disabled_plugins = ["io.containerd.nri.v1.nri", "io.containerd.snapshotter.v1.btrfs",
+  "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper",
+  "io.containerd.snapshotter.v1.erofs", "io.containerd.snapshotter.v1.blockfile"]
+
+[grpc]
+  address = "{workdir}/containerd.sock"
+
+[ttrpc]
+  address = "{workdir}/containerd.sock.ttrpc"
+
+[plugins.'io.containerd.internal.v1.opt']
+  path = "{workdir}/opt"
+
+[{images}]
+  snapshotter = "overlayfs"
+  [{images}.pinned_images]
+    sandbox = "{sandbox_image}"
+  [{images}.registry]
+    config_path = "{workdir}/certs.d"
+
+[{runtime}]
+  restrict_oom_score_adj = true
+  netns_mounts_under_state_dir = true
+  [{runtime}.cni]
+    bin_dirs = ["/usr/lib/cni"]
+    conf_dir = "{workdir}/cni-conf"
+    max_conf_num = 1
+  [{runtime}.containerd]
+    default_runtime_name = "runc"
+    [{runtime}.containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      runtime_path = "{shim}"
+      [{runtime}.containerd.runtimes.runc.options]
+        BinaryName = "{RUNC}"
+        Root = "{workdir}/runc"
+        SystemdCgroup = false
+
+[plugins.'io.containerd.grpc.v1.cri']
+  stream_server_address = "127.0.0.1"
+  stream_server_port = "0"
+"""
+
+
 def containerd_config(workdir: Path, sandbox_image: str) -> str:
+    """Debian's containerd 1.6 (config version 2)."""
     cri = 'plugins."io.containerd.grpc.v1.cri"'
     return f"""version = 2
 root = "{workdir}/root"
@@ -83,13 +157,28 @@ def hosts_toml(registry_host: str) -> str:
 
 
 class ContainerdPeer:
-    def __init__(self, workdir: Path, registry_host: str, sandbox_image: str, net: BenchNet) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        registry_host: str,
+        sandbox_image: str,
+        net: BenchNet,
+        build: ContainerdBuild = DEBIAN_16,
+        mirrors: tuple[str, ...] = (),
+    ) -> None:
         self.workdir = workdir.resolve()
         self.registry_host = registry_host
         self.sandbox_image = sandbox_image
         self.net = net
+        self.build = build
+        # upstream hosts (registry.k8s.io, docker.io, ...) served by the local registry
+        self.mirrors = mirrors
         self.pid = 0
         self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def name(self) -> str:
+        return self.build.name
 
     @property
     def socket(self) -> Path:
@@ -102,10 +191,15 @@ class ContainerdPeer:
     def write_files(self) -> Path:
         self.workdir.mkdir(parents=True, exist_ok=True)
         config = self.workdir / "config.toml"
-        config.write_text(containerd_config(self.workdir, self.sandbox_image))
-        hosts = self.workdir / "certs.d" / self.registry_host
-        hosts.mkdir(parents=True, exist_ok=True)
-        (hosts / "hosts.toml").write_text(hosts_toml(self.registry_host))
+        if self.build.config_version >= 3:
+            assert self.build.shim is not None
+            config.write_text(containerd_config_v3(self.workdir, self.sandbox_image, self.build.shim))
+        else:
+            config.write_text(containerd_config(self.workdir, self.sandbox_image))
+        for host in (self.registry_host, *self.mirrors):
+            hosts = self.workdir / "certs.d" / host
+            hosts.mkdir(parents=True, exist_ok=True)
+            (hosts / "hosts.toml").write_text(hosts_toml(self.registry_host))
         self.net.write_conf_dir(self.workdir / "cni-conf")
         return config
 
@@ -113,7 +207,7 @@ class ContainerdPeer:
         config = self.write_files()
         log = open(self.workdir / "containerd.log", "wb")  # noqa: SIM115 - the child keeps it
         self._proc = subprocess.Popen(
-            [CONTAINERD, "--config", str(config)],
+            [str(self.build.containerd), "--config", str(config)],
             stdout=log,
             stderr=log,
             stdin=subprocess.DEVNULL,
@@ -183,7 +277,7 @@ def _stop_by_pidfile(pidfile: Path) -> None:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except (OSError, ValueError):
         return
-    if not cmdline.startswith(CONTAINERD.encode()):
+    if not os.path.basename(cmdline.split(b"\0", 1)[0]).startswith(b"containerd"):
         return
     os.kill(pid, signal.SIGTERM)
     try:

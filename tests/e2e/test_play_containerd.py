@@ -28,7 +28,7 @@ from tests.e2e.registry_fixtures import TestRegistry, free_port, registry  # noq
 
 CONTAINERD = Path("/usr/bin/containerd")
 CATATONIT = Path("/usr/bin/catatonit")
-SUBNET_INDEX = 7  # 10.251.7.0/24 and bridge cribplay0: the play tests' own, not the bench's
+SUBNET_INDEX = 7  # 10.251.7.0/24 and bridge cribplay7: the play tests' own, not the bench's
 
 pytestmark = pytest.mark.skipif(
     not CONTAINERD.exists(), reason="containerd is not installed (Debian package `containerd`)"
