@@ -6,8 +6,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
-@dataclass
+@dataclass(frozen=True)
 class ImageRecord:
+    """A value: an update is a new record (`dataclasses.replace`), never this one changed."""
+
     # "sha256:<hex of the config digest>": PullImageResponse.image_ref == Image.id
     id: str
     repo_tags: list[str]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import dataclasses
 import logging
 import re
 from collections import Counter
@@ -28,6 +29,7 @@ from cri_py.image.local import load_json_blob, make_record, parse_manifest, unpa
 from cri_py.image.model import ImageRecord
 from cri_py.image.unpack import UnpackLimits
 from cri_py.store import Database, RecordTable
+from cri_py.tasks import TaskOwner
 
 if TYPE_CHECKING:
     from cri_py.image.pull import Puller, PullResult
@@ -45,15 +47,27 @@ class FsUsage:
 
 
 class ImageService:
-    def __init__(self, config: Config, db: Database, limits: UnpackLimits | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        db: Database,
+        *,
+        tasks: TaskOwner | None = None,
+        in_use: Callable[[str], bool] | None = None,
+        limits: UnpackLimits | None = None,
+    ) -> None:
+        """The daemon passes its task owner and the container store's `image_in_use`; the
+        `images` command and tests run one alone (own tasks, no containers)."""
         self.config = config
         self.content = ContentStore(config.root / "images")
         self.limits = limits or UnpackLimits()
         self._images: RecordTable[ImageRecord] = RecordTable(db, "images", ImageRecord.from_dict)
         self._db = db
         self._data_version = self._current_data_version()
-        # set by the daemon: is any container (running or not) using this image id?
-        self.in_use: Callable[[str], bool] = lambda _image_id: False
+        # is any container (running or not) using this image id?
+        self.in_use: Callable[[str], bool] = in_use or _no_containers
+        self._own_tasks = tasks is None
+        self._tasks = tasks or TaskOwner()
         # the registry client (httpx, ~6 MiB) is loaded at the first pull, not by an idle daemon
         self._puller_instance: Puller | None = None
         self._pulls: dict[str, asyncio.Task[ImageRecord]] = {}
@@ -75,10 +89,9 @@ class ImageService:
         self._collect_garbage(self._referenced())
 
     async def close(self) -> None:
-        tasks = list(self._pulls.values())
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        """After the daemon's tasks (the pulls among them) have ended."""
+        if self._own_tasks:
+            await self._tasks.close()
         if self._puller_instance is not None:
             await self._puller_instance.close()
 
@@ -101,8 +114,7 @@ class ImageService:
         existing = self._find(name)
         if existing is not None and all(self.content.has_layer(c) for c in existing.layers):
             return existing
-        record = await asyncio.to_thread(self._build_pause, name)
-        self._commit(record)
+        record = self._commit(await asyncio.to_thread(self._build_pause, name))
         log.info("built the pause image %s (%s) from %s", name, record.id, self.config.catatonit)
         return record
 
@@ -131,7 +143,7 @@ class ImageService:
         version = self._current_data_version()
         if version != self._data_version:
             self._data_version = version
-            self._images = RecordTable(self._db, "images", ImageRecord.from_dict)
+            self._images.reload()
 
     def _find(self, ref_or_id: str) -> ImageRecord | None:
         if not ref_or_id:
@@ -203,7 +215,7 @@ class ImageService:
         if task is None:
             # one pull per reference; later callers join it. The task outlives a caller that
             # gives up (kubelet retries), so a retry finds the work done or in progress.
-            task = asyncio.create_task(self._pull(parsed, auth), name=f"pull {key}")
+            task = self._tasks.spawn(self._pull(parsed, auth), name=f"pull {key}")
             self._pulls[key] = task
             task.add_done_callback(lambda t, k=key: self._forget_pull(k, t))  # type: ignore[misc]
         return await asyncio.shield(task)
@@ -234,13 +246,12 @@ class ImageService:
                     [ref.digested(result.repo_digest)],
                 )
                 if result.repo_digest not in record.blobs:
-                    record.blobs.append(result.repo_digest)
+                    record = dataclasses.replace(record, blobs=[*record.blobs, result.repo_digest])
                 async with self._gc_lock:
                     # a removal running while this pull started may have collected content the
                     # pull found present: commit only a complete image, else fetch what is missing
                     if self._complete(record):
-                        self._commit(record)
-                        return record
+                        return self._commit(record)
                 log.info("content of %s was collected during the pull; fetching it again", ref)
             raise Internal(f"pull of {ref}: image content kept disappearing during the pull")
         finally:
@@ -252,24 +263,28 @@ class ImageService:
             self.content.has_blob(b) for b in record.blobs
         )
 
-    def _commit(self, record: ImageRecord) -> None:
-        """Store a record, merging with an existing one of the same id; a tag moves to it."""
-        with self._db.transaction() as conn:
-            old = self._images.get(record.id)
-            if old is not None:
-                record.repo_tags = _merge(old.repo_tags, record.repo_tags)
-                record.repo_digests = _merge(old.repo_digests, record.repo_digests)
+    def _commit(self, record: ImageRecord) -> ImageRecord:
+        """Store a record, merging with an existing one of the same id; a tag moves to it.
+        All of it commits together or not at all; returns the record as stored."""
+        old = self._images.get(record.id)
+        if old is not None:
+            record = dataclasses.replace(
+                record,
+                repo_tags=_merge(old.repo_tags, record.repo_tags),
+                repo_digests=_merge(old.repo_digests, record.repo_digests),
                 # one config reached through several manifests (OCI and Docker forms): keep them all
-                record.blobs = _merge(old.blobs, record.blobs)
-                record.pinned = record.pinned or old.pinned
-            for other in list(self._images.values()):
+                blobs=_merge(old.blobs, record.blobs),
+                pinned=record.pinned or old.pinned,
+            )
+        with self._db.transaction() as tx:
+            for other in self._images.values():
                 if other.id == record.id:
                     continue
                 kept = [t for t in other.repo_tags if t not in record.repo_tags]
                 if kept != other.repo_tags:
-                    other.repo_tags = kept
-                    self._images.put(other, conn)
-            self._images.put(record, conn)
+                    self._images.put(dataclasses.replace(other, repo_tags=kept), tx)
+            self._images.put(record, tx)
+        return record
 
     # removal
 
@@ -319,8 +334,7 @@ class ImageService:
             record = make_record(
                 self.content, item.manifest_digest, manifest, config, chains, item.names, digests
             )
-            self._commit(record)
-            records.append(record)
+            records.append(self._commit(record))
         return records
 
     def export_archive(self, ref_or_id: str, dest: Path) -> ImageRecord:
@@ -337,6 +351,10 @@ class ImageService:
 
     def export_blobs(self, record: ImageRecord) -> dict[str, Any]:
         return {"manifest": record.manifest_digest, "blobs": list(record.blobs)}
+
+
+def _no_containers(image_id: str) -> bool:
+    return False
 
 
 def _merge(a: list[str], b: list[str]) -> list[str]:

@@ -37,3 +37,13 @@ def record_from_dict(cls: type[R], data: dict[str, Any], state_type: type[Enum])
     values = {k: v for k, v in data.items() if k in names}
     values["state"] = state_type(values["state"])
     return cls(**values)
+
+
+def evolve(record: R, **changes: Any) -> R:
+    """A copy of a frozen record with `changes`; a parsed-config cache carries over when the
+    config it was parsed from is unchanged."""
+    new = dataclasses.replace(record, **changes)  # type: ignore[type-var]
+    cached = record.__dict__.get("_parsed")
+    if cached is not None and "config_b64" not in changes:
+        new.__dict__["_parsed"] = cached
+    return new

@@ -1,5 +1,9 @@
 """The daemon's embedded database: SQLite in WAL mode, written in transactions.
 
+A transaction is a `Transaction`: writes go through it, and `after_commit` queues what must
+happen only once the writes are durable (the record tables swap their in-memory index there),
+so a rolled-back transaction leaves memory exactly as it left the disk.
+
 WAL with synchronous=NORMAL keeps every committed transaction atomic and consistent across a
 SIGKILL of the daemon (the WAL is replayed on open); only a power loss may drop the last few
 commits, never corrupt the file. Writes are small (one JSON row per object), so they run on
@@ -10,10 +14,25 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+
+class Transaction:
+    """The writes of one atomic unit, and what to do once they are committed."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+        self._after_commit: list[Callable[[], None]] = []
+
+    def execute(self, sql: str, params: tuple[Any, ...] = ()) -> sqlite3.Cursor:
+        return self._conn.execute(sql, params)
+
+    def after_commit(self, action: Callable[[], None]) -> None:
+        """Run `action` after COMMIT (in order); dropped on ROLLBACK."""
+        self._after_commit.append(action)
 
 
 class Database:
@@ -25,26 +44,28 @@ class Database:
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.execute("PRAGMA foreign_keys=ON")
-        self._in_tx = False
+        self._tx: Transaction | None = None
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
+    def transaction(self) -> Iterator[Transaction]:
         """One atomic unit of writes; nested use joins the outer transaction."""
         with self._lock:
-            if self._in_tx:
-                yield self._conn
+            if self._tx is not None:
+                yield self._tx
                 return
             self._conn.execute("BEGIN IMMEDIATE")
-            self._in_tx = True
+            tx = self._tx = Transaction(self._conn)
             try:
-                yield self._conn
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            else:
+                yield tx
                 self._conn.execute("COMMIT")
+            except BaseException:
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                raise
             finally:
-                self._in_tx = False
+                self._tx = None
+            for action in tx._after_commit:
+                action()
 
     def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         with self._lock:

@@ -1,19 +1,23 @@
-"""A persisted table of records with an in-memory index in front of it.
+"""A persisted table of immutable records with an in-memory index in front of it.
 
-Every change is written to SQLite first and only then applied to the index, so a List RPC
-never shows something that a crash would lose.
+A change is written to SQLite and becomes visible in the index only once its transaction has
+committed: a List RPC never shows something that a crash, or a failed write, would lose, and
+a failed write leaves memory equal to the disk. Records are values: an update is a new record
+put in place of the old one, never the indexed one changed in place.
+
+The table counts committed changes (`generation`); caches of List answers are keyed by it.
 """
 
 from __future__ import annotations
 
 import json
 import re
-import sqlite3
 from collections.abc import Callable, Iterable
+from contextlib import nullcontext
 from typing import Any, Generic, Protocol, TypeVar
 
 from cri_py.errors import InvalidArgument, NotFound
-from cri_py.store.db import Database
+from cri_py.store.db import Database, Transaction
 
 _TABLE_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
 
@@ -37,27 +41,42 @@ class RecordTable(Generic[R]):
         self._decode = decode
         db.ensure_table(f"CREATE TABLE IF NOT EXISTS {name} (id TEXT PRIMARY KEY, data TEXT NOT NULL)")
         self._index: dict[str, R] = {}
-        for row_id, data in db.query(f"SELECT id, data FROM {name}"):
-            self._index[row_id] = decode(json.loads(data))
+        self._generation = 0
+        self.reload()
 
-    def put(self, record: R, conn: sqlite3.Connection | None = None) -> None:
+    def reload(self) -> None:
+        """Read the whole table again (another process wrote to it)."""
+        self._index = {
+            row_id: self._decode(json.loads(data))
+            for row_id, data in self._db.query(f"SELECT id, data FROM {self._name}")
+        }
+        self._generation += 1
+
+    @property
+    def generation(self) -> int:
+        """Changes to the index so far: equal numbers mean equal contents."""
+        return self._generation
+
+    def put(self, record: R, tx: Transaction | None = None) -> None:
+        """Write `record`; it replaces the indexed one when the transaction commits."""
         data = json.dumps(record.to_dict(), separators=(",", ":"), sort_keys=True)
         sql = f"INSERT OR REPLACE INTO {self._name} (id, data) VALUES (?, ?)"
-        if conn is not None:
-            conn.execute(sql, (record.id, data))
-        else:
-            with self._db.transaction() as tx:
-                tx.execute(sql, (record.id, data))
-        self._index[record.id] = record
+        with self._db.transaction() if tx is None else nullcontext(tx) as t:
+            t.execute(sql, (record.id, data))
+            t.after_commit(lambda: self._swap(record.id, record))
 
-    def delete(self, record_id: str, conn: sqlite3.Connection | None = None) -> None:
+    def delete(self, record_id: str, tx: Transaction | None = None) -> None:
         sql = f"DELETE FROM {self._name} WHERE id = ?"
-        if conn is not None:
-            conn.execute(sql, (record_id,))
+        with self._db.transaction() if tx is None else nullcontext(tx) as t:
+            t.execute(sql, (record_id,))
+            t.after_commit(lambda: self._swap(record_id, None))
+
+    def _swap(self, record_id: str, record: R | None) -> None:
+        if record is None:
+            self._index.pop(record_id, None)
         else:
-            with self._db.transaction() as tx:
-                tx.execute(sql, (record_id,))
-        self._index.pop(record_id, None)
+            self._index[record_id] = record
+        self._generation += 1
 
     def get(self, record_id: str) -> R | None:
         return self._index.get(record_id)

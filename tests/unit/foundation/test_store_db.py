@@ -6,6 +6,7 @@ import json
 import os
 import random
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -112,3 +113,51 @@ def test_records_are_json_rows(tmp_path: Path) -> None:
     db = Database(tmp_path / "state.db")
     RecordTable(db, "items", Item.from_dict).put(Item("x", 5))
     assert json.loads(db.query("SELECT data FROM items")[0][0]) == {"id": "x", "value": 5}
+
+
+def _inject_write_failure(db: Database, table: str, record_id: str) -> None:
+    """A real SQLite error on writing one row (a trigger that aborts the statement)."""
+    db.query(
+        f"CREATE TEMP TRIGGER fail_{record_id} BEFORE INSERT ON {table} WHEN NEW.id = '{record_id}' "
+        "BEGIN SELECT RAISE(ABORT, 'injected write failure'); END"
+    )
+
+
+def _on_disk(db: Database) -> dict[str, Item]:
+    return {i.id: i for i in RecordTable(db, "items", Item.from_dict).values()}
+
+
+def test_a_change_is_visible_only_after_its_transaction_commits(tmp_path: Path) -> None:
+    db = Database(tmp_path / "state.db")
+    table = RecordTable(db, "items", Item.from_dict)
+    table.put(Item("a", 1))
+    before = table.generation
+    with db.transaction() as tx:
+        table.put(Item("a", 2), tx)
+        table.put(Item("b", 1), tx)
+        assert table.get("a") == Item("a", 1) and table.get("b") is None
+        assert table.generation == before
+    assert table.get("a") == Item("a", 2) and table.get("b") == Item("b", 1)
+    assert table.generation > before
+
+
+def test_a_failed_write_leaves_memory_equal_to_disk(tmp_path: Path) -> None:
+    db = Database(tmp_path / "state.db")
+    table = RecordTable(db, "items", Item.from_dict)
+    table.put(Item("a", 1))
+    table.put(Item("b", 1))
+    generation = table.generation
+    _inject_write_failure(db, "items", "b")
+    # two writes in one transaction, the second fails: neither may show
+    with pytest.raises(sqlite3.IntegrityError, match="injected"), db.transaction() as tx:
+        table.put(Item("a", 2), tx)
+        table.put(Item("b", 2), tx)
+    assert {i.id: i for i in table.values()} == _on_disk(db) == {"a": Item("a", 1), "b": Item("b", 1)}
+    # one write alone
+    with pytest.raises(sqlite3.IntegrityError):
+        table.put(Item("b", 3))
+    assert {i.id: i for i in table.values()} == _on_disk(db)
+    assert table.generation == generation
+    # and the table keeps working
+    table.put(Item("a", 4))
+    assert _on_disk(db)["a"] == table.get("a") == Item("a", 4)

@@ -1,0 +1,186 @@
+"""Lifecycle events: what changed, published once it is committed, to whoever subscribed.
+
+The daemon owns one `EventBus`. The pod and container services publish from their single
+transition path, after the store committed the change, so a subscriber never hears of a
+state that a crash could undo. Publishing never waits for a subscriber:
+
+- a *sink* (`subscribe`) is called synchronously on the event loop and must not block
+  (a metrics counter is a sink);
+- a `Subscription` is a sink with a bounded buffer of its own that a consumer reads at its
+  own pace (a GetContainerEvents stream); what happens when it is full is the
+  subscriber's `Overflow` policy, never the producer's problem.
+
+    container: CREATING --(no event)--> CREATED [CREATED] --> RUNNING [STARTED]
+               --> EXITED [STOPPED] --> removed [DELETED]
+    sandbox:   CREATING --> READY [CREATED, STARTED] --> NOTREADY [STOPPED] --> removed [DELETED]
+
+An object that never became visible (a create that failed and was unwound) publishes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import enum
+import logging
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from cri_py.container.model import ContainerRecord
+    from cri_py.pod.model import SandboxRecord
+
+log = logging.getLogger(__name__)
+
+
+class EventKind(enum.Enum):
+    """The four kinds the CRI's ContainerEventType knows."""
+
+    CREATED = "created"
+    STARTED = "started"
+    STOPPED = "stopped"
+    DELETED = "deleted"
+
+
+class Subject(enum.Enum):
+    CONTAINER = "container"
+    SANDBOX = "sandbox"
+
+
+@dataclass(frozen=True)
+class LifecycleEvent:
+    kind: EventKind
+    subject: Subject
+    # the container's or the sandbox's id (GetContainerEvents names a sandbox by its id too)
+    id: str
+    # the sandbox the object belongs to (== id for a sandbox event)
+    pod_id: str
+    timestamp_ns: int
+    # the record as committed with this change (immutable): enough to build a status
+    # also for a DELETED event, when the store no longer has it
+    record: ContainerRecord | SandboxRecord
+
+
+Sink = Callable[[LifecycleEvent], None]
+
+
+class Overflow(enum.Enum):
+    """What a full Subscription does with the next event."""
+
+    DROP_OLDEST = "drop-oldest"  # keep the newest; `dropped` counts the loss
+    DROP_NEWEST = "drop-newest"  # keep what is queued; `dropped` counts the loss
+    CLOSE = "close"  # end the subscription: its reader gets SubscriptionLagged
+
+
+class SubscriptionClosed(Exception):
+    """The subscription was closed and everything it had queued was read."""
+
+
+class SubscriptionLagged(SubscriptionClosed):
+    """The subscriber fell behind by more than its buffer and chose `Overflow.CLOSE`."""
+
+
+class Subscription:
+    """A bounded queue of events for one consumer; an async iterator and a context manager."""
+
+    def __init__(self, bus: EventBus, maxsize: int, overflow: Overflow) -> None:
+        if maxsize < 1:
+            raise ValueError("a subscription needs room for at least one event")
+        self._bus = bus
+        self._maxsize = maxsize
+        self._overflow = overflow
+        self._queue: collections.deque[LifecycleEvent] = collections.deque()
+        self._ready = asyncio.Event()
+        self._closed = False
+        self._lagged = False
+        self.dropped = 0
+
+    def deliver(self, event: LifecycleEvent) -> None:
+        """The sink the bus calls: never blocks."""
+        if self._closed:
+            return
+        if len(self._queue) >= self._maxsize:
+            self.dropped += 1
+            if self._overflow is Overflow.DROP_NEWEST:
+                return
+            if self._overflow is Overflow.CLOSE:
+                self._lagged = True
+                self.close()
+                return
+            self._queue.popleft()
+        self._queue.append(event)
+        self._ready.set()
+
+    async def get(self) -> LifecycleEvent:
+        """The next event; at the end SubscriptionClosed (SubscriptionLagged if it overflowed)."""
+        while not self._queue:
+            if self._closed:
+                if self._lagged:
+                    raise SubscriptionLagged(f"subscriber fell {self._maxsize} events behind")
+                raise SubscriptionClosed("subscription closed")
+            self._ready.clear()
+            await self._ready.wait()
+        return self._queue.popleft()
+
+    def get_nowait(self) -> LifecycleEvent | None:
+        return self._queue.popleft() if self._queue else None
+
+    def close(self) -> None:
+        """Stop receiving; a reader drains what is queued, then ends. Idempotent."""
+        if not self._closed:
+            self._closed = True
+            self._bus.unsubscribe(self.deliver)
+            self._ready.set()
+
+    def __aiter__(self) -> AsyncIterator[LifecycleEvent]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[LifecycleEvent]:
+        while True:
+            try:
+                yield await self.get()
+            except SubscriptionLagged:
+                raise
+            except SubscriptionClosed:
+                return
+
+    def __enter__(self) -> Subscription:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class EventBus:
+    """Publish/subscribe for lifecycle events, owned by the daemon; loop-thread only."""
+
+    def __init__(self) -> None:
+        self._sinks: list[Sink] = []
+
+    def subscribe(self, sink: Sink) -> Callable[[], None]:
+        """Call `sink` with every event from now on; returns the unsubscribe function."""
+        self._sinks.append(sink)
+        return lambda: self.unsubscribe(sink)
+
+    def unsubscribe(self, sink: Sink) -> None:
+        if sink in self._sinks:
+            self._sinks.remove(sink)
+
+    def subscription(self, maxsize: int = 1000, overflow: Overflow = Overflow.DROP_OLDEST) -> Subscription:
+        """A buffered subscriber; close it (or use `with`) when done."""
+        sub = Subscription(self, maxsize, overflow)
+        self.subscribe(sub.deliver)
+        return sub
+
+    @property
+    def subscribers(self) -> int:
+        return len(self._sinks)
+
+    def publish(self, event: LifecycleEvent) -> None:
+        # a copy: a sink may unsubscribe (a lagging Subscription closes itself) while called
+        for sink in tuple(self._sinks):
+            try:
+                sink(event)
+            except Exception:  # a broken subscriber must not fail the change that was committed
+                log.exception("event subscriber failed", extra={"event": event.kind.value, "id": event.id})
