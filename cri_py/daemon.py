@@ -1,4 +1,5 @@
-"""The daemon object: owns the config, the store and the services, start-up recovery and shutdown.
+"""The daemon object: owns the config, the root lock, the store, the event bus, the background
+tasks and the services; start-up recovery and shutdown.
 
 All mutable state of a running cri-py lives here (or in the services it owns); nothing is global.
 """
@@ -8,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import fcntl
 import logging
 import os
 import signal
@@ -20,13 +22,12 @@ from typing import Any
 import grpc
 
 from cri_py.config import Config, ConfigError, load_config
-from cri_py.image.service import ImageService
+from cri_py.events import EventBus
 from cri_py.logs import set_level
-from cri_py.network.manager import NetworkManager
 from cri_py.server.app import build_server
-from cri_py.storage.rootfs import RootfsManager
+from cri_py.services import Services
 from cri_py.store import Database
-from cri_py.streaming.server import StreamingServer
+from cri_py.tasks import TaskOwner
 
 log = logging.getLogger("cri_py.daemon")
 
@@ -44,13 +45,12 @@ class Daemon:
         self._overrides = overrides or {}
         self.ready = False
         self.pod_cidr = ""
+        # subscribers (the events RPC, metrics) may register before start
+        self.events = EventBus()
+        self.tasks = TaskOwner()
         self.db: Database | None = None
-        self.images: ImageService | None = None
-        self.rootfs: RootfsManager | None = None
-        self.network: NetworkManager | None = None
-        self.pods: Any = None
-        self.containers: Any = None
-        self.streaming: StreamingServer | None = None
+        self._services: Services | None = None
+        self._root_lock: int = -1
         self._server: grpc.aio.Server | None = None
         self._stopping = asyncio.Event()
 
@@ -58,92 +58,75 @@ class Daemon:
     def now_ns() -> int:
         return time.time_ns()
 
+    @property
+    def services(self) -> Services:
+        if self._services is None:
+            raise DaemonError("the daemon has not started")
+        return self._services
+
     def network_status(self) -> tuple[bool, str, str]:
-        if self.network is None:
+        if self._services is None:
             return (
                 False,
                 "NetworkPluginNotReady",
                 f"Network plugin returns error: no CNI configuration file in {self.config.cni.conf_dir}/",
             )
-        return self.network.status()
-
-    def _live_pod_ids(self) -> set[str]:
-        """Pods the store knows; CNI attachments of any other pod are garbage."""
-        if self.pods is None:
-            return set()
-        return set(self.pods.pod_ids())
+        return self._services.network.status()
 
     # ---- lifecycle -------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Open the store, wire the services and recover what a previous run left."""
+        """Lock the root, open the store, build the services and recover what a previous run left."""
         config = self.config
         for directory in (config.root, config.run_dir):
             directory.mkdir(parents=True, exist_ok=True)
+        # before anything else touches the root: a second daemon must change nothing
+        self._root_lock = lock_root(config.root)
         self.db = Database(config.root / "state.db")
-        # ---- services wiring: each area adds its service here --------------------------------
-        self.images = ImageService(config, self.db)
-        self.rootfs = RootfsManager(config)
-        # ImageFsInfo reports this directory from the first call on, before any container exists
-        self.rootfs.mountpoint().mkdir(parents=True, exist_ok=True)
-        self.network = NetworkManager(config.cni, config.run_dir)
-        await self.images.start()
-        # pods and containers (issue 5): one runtime set shared by both services
-        from cri_py.container.service import ContainerService
-        from cri_py.oci.registry import RuntimeSet
-        from cri_py.pod.service import PodService
-
-        runtimes = RuntimeSet(config)
-        self.pods = PodService(config, self.db, runtimes, self.network)
-        self.containers = ContainerService(config, self.db, runtimes, self.pods, self.images, self.rootfs)
-        self.images.in_use = self.containers.image_in_use
-        await self.pods.recover()
-        await self.containers.recover()
-        self.streaming = StreamingServer.from_config(config)
-        await self.streaming.start()
-        # ---- end of services wiring ----------------------------------------------------------
-        # after the pods are known: releases CNI attachments of pods that no longer exist
-        await self.network.start(self._live_pod_ids)
+        services = Services.build(config, self.db, self.events, self.tasks)
+        await services.recover()
+        self._services = services
         self.ready = True
 
     async def serve(self) -> None:
         """Start, bind the socket, serve until SIGTERM/SIGINT; SIGHUP reloads."""
-        await self.start()
-        socket_path = self.config.socket_path
-        prepare_socket_path(socket_path)
-        self._server = build_server(self)
-        self._server.add_insecure_port(self.config.listen)
-        await self._server.start()
-        os.chmod(socket_path, 0o660)
-        loop = asyncio.get_running_loop()
-        loop.add_signal_handler(signal.SIGTERM, self._stopping.set)
-        loop.add_signal_handler(signal.SIGINT, self._stopping.set)
-        loop.add_signal_handler(signal.SIGHUP, self.reload)
-        log.info("serving", extra={"socket": str(socket_path), "root": str(self.config.root)})
-        await self._stopping.wait()
-        log.info("stopping; containers keep running")
-        await self.shutdown()
+        try:
+            await self.start()
+            socket_path = self.config.socket_path
+            prepare_socket_path(socket_path)
+            self._server = build_server(self, self.services)
+            self._server.add_insecure_port(self.config.listen)
+            await self._server.start()
+            os.chmod(socket_path, 0o660)
+            loop = asyncio.get_running_loop()
+            loop.add_signal_handler(signal.SIGTERM, self._stopping.set)
+            loop.add_signal_handler(signal.SIGINT, self._stopping.set)
+            loop.add_signal_handler(signal.SIGHUP, self.reload)
+            log.info("serving", extra={"socket": str(socket_path), "root": str(self.config.root)})
+            await self._stopping.wait()
+            log.info("stopping; containers keep running")
+        finally:
+            await self.shutdown()
 
     async def shutdown(self) -> None:
+        """Stop serving, end the background work, then close the store (in that order)."""
         self.ready = False
         if self._server is not None:
             await self._server.stop(grace=2.0)
             self._server = None
-        # ---- services shutdown: each area stops its background work here ---------------------
-        if self.streaming is not None:
-            await self.streaming.stop()  # ends exec sessions before their containers' services go
-        if self.containers is not None:
-            await self.containers.close()
-        if self.pods is not None:
-            await self.pods.close()
-        if self.network is not None:
-            await self.network.stop()
-        if self.images is not None:
-            await self.images.close()
-        # ---- end of services shutdown --------------------------------------------------------
+        services = self._services
+        if services is not None:
+            await services.streaming.stop()  # ends exec sessions before their containers' services go
+        # nothing may write to the store after it closes: every owned task ends first
+        await self.tasks.close()
+        if services is not None:
+            await services.close()
         if self.db is not None:
             self.db.close()
             self.db = None
+        if self._root_lock >= 0:
+            os.close(self._root_lock)
+            self._root_lock = -1
 
     def reload(self) -> None:
         """SIGHUP: re-read the config files and apply what can change at run time."""
@@ -161,9 +144,26 @@ class Daemon:
             changes["registries"] = ",".join(sorted(new.registries)) or "(none)"
         # only the reloadable keys move; everything else needs a restart
         self.config = _replace(old, log_level=new.log_level, registries=new.registries)
-        if self.images is not None:
-            self.images.reload(self.config)  # the next pull uses the new registries
+        if self._services is not None:
+            self._services.images.reload(self.config)  # the next pull uses the new registries
         log.info("config reloaded", extra=changes or {"changes": "none"})
+
+
+def lock_root(root: Path) -> int:
+    """Hold an exclusive lock on the root directory for the daemon's lifetime (an open fd
+    with flock; the kernel drops it when the process dies). A second daemon on the same
+    root gets DaemonError before it reads or changes anything."""
+    path = root / "cri-py.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise DaemonError(f"another cri-py (pid {holder}) is using the root {root}") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
 
 
 def _replace(config: Config, **fields: Any) -> Config:

@@ -1,8 +1,9 @@
-"""The persisted record of one container."""
+"""The persisted record of one container: an immutable value (changes go through
+`ContainerStore`, which writes a new record in place of the old one)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,7 @@ from cri_py.container.state import ContainerState
 from cri_py.store.codec import decode_message, record_from_dict, record_to_dict
 
 
-@dataclass
+@dataclass(frozen=True)
 class ContainerRecord:
     id: str
     pod_id: str
@@ -38,7 +39,7 @@ class ContainerRecord:
     stop_signal: int = 15
     uid: int = 0
     gid: int = 0
-    supplemental_groups: list[int] = field(default_factory=list)
+    supplemental_groups: tuple[int, ...] = ()
     # resources as last applied (UpdateContainerResources), serialized LinuxContainerResources
     resources_b64: str = ""
     # the runtime forgot the container (runc delete done)

@@ -3,6 +3,7 @@
     CREATING --runtime create ok--> CREATED --start--> RUNNING --exit--> EXITED
                                        \\------------ killed before start ----/
 A failed create never leaves CREATING: it is unwound and its record deleted.
+Each allowed transition names the lifecycle events it publishes (`cri_py.events`).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import enum
 
 from cri_py.api import api_pb2
 from cri_py.errors import FailedPrecondition
+from cri_py.events import EventKind
 
 
 class ContainerState(enum.StrEnum):
@@ -20,14 +22,12 @@ class ContainerState(enum.StrEnum):
     EXITED = "exited"
 
 
-_ALLOWED: frozenset[tuple[ContainerState, ContainerState]] = frozenset(
-    {
-        (ContainerState.CREATING, ContainerState.CREATED),
-        (ContainerState.CREATED, ContainerState.RUNNING),
-        (ContainerState.CREATED, ContainerState.EXITED),
-        (ContainerState.RUNNING, ContainerState.EXITED),
-    }
-)
+_ALLOWED: dict[tuple[ContainerState, ContainerState], tuple[EventKind, ...]] = {
+    (ContainerState.CREATING, ContainerState.CREATED): (EventKind.CREATED,),
+    (ContainerState.CREATED, ContainerState.RUNNING): (EventKind.STARTED,),
+    (ContainerState.CREATED, ContainerState.EXITED): (EventKind.STOPPED,),
+    (ContainerState.RUNNING, ContainerState.EXITED): (EventKind.STOPPED,),
+}
 
 CRI_STATE: dict[ContainerState, api_pb2.ContainerState] = {
     ContainerState.CREATING: api_pb2.CONTAINER_UNKNOWN,
@@ -41,9 +41,12 @@ def can_transition(current: ContainerState, new: ContainerState) -> bool:
     return (current, new) in _ALLOWED
 
 
-def check_transition(current: ContainerState, new: ContainerState) -> None:
-    if not can_transition(current, new):
+def check_transition(current: ContainerState, new: ContainerState) -> tuple[EventKind, ...]:
+    """The events the transition publishes; FailedPrecondition if the table forbids it."""
+    events = _ALLOWED.get((current, new))
+    if events is None:
         raise FailedPrecondition(f"container cannot go from {current} to {new}")
+    return events
 
 
 def exit_reason(exit_code: int, oom_killed: bool) -> str:

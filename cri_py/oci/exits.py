@@ -32,16 +32,39 @@ def is_child_subreaper() -> bool:
     return flag.value != 0
 
 
-def process_alive(pid: int) -> bool:
+def _stat_fields(pid: int) -> list[bytes] | None:
+    """/proc/<pid>/stat after the command name (field 3 onwards), or None if it is gone."""
     if pid <= 0:
-        return False
+        return None
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
-            # a zombie is dead for our purposes; field 3 is the state letter
-            state = f.read().rsplit(b")", 1)[1].split()[0]
-        return state not in (b"Z", b"X")
+            return f.read().rsplit(b")", 1)[1].split()
     except (FileNotFoundError, ProcessLookupError, IndexError):
+        return None
+
+
+def process_alive(pid: int) -> bool:
+    fields = _stat_fields(pid)
+    # a zombie is dead for our purposes; field 3 is the state letter
+    return fields is not None and bool(fields) and fields[0] not in (b"Z", b"X")
+
+
+def start_time(pid: int) -> int:
+    """When the process started (clock ticks after boot; field 22); 0 if it is gone.
+    With the pid it names one process: a reused pid has a later start time."""
+    fields = _stat_fields(pid)
+    try:
+        return int(fields[19]) if fields else 0
+    except (IndexError, ValueError):
+        return 0
+
+
+def same_process(pid: int, started: int) -> bool:
+    """Is `pid` alive and still the process that started at `started` (0: not recorded)?"""
+    fields = _stat_fields(pid)
+    if not fields or fields[0] in (b"Z", b"X"):
         return False
+    return started == 0 or (len(fields) > 19 and fields[19] == str(started).encode())
 
 
 def _reap(pid: int) -> None:

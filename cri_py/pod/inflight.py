@@ -1,6 +1,6 @@
 """kubelet's retry contract for creates (cri-o#2984).
 
-A create runs as its own task keyed by the object's name. A retry that arrives while it is
+A create runs as an owned task keyed by the object's name. A retry that arrives while it is
 still running waits for the same task; a result that finished after its client gave up is
 kept, unclaimed, and handed to the next request with that name instead of an error.
 """
@@ -8,11 +8,15 @@ kept, unclaimed, and handed to the next request with that name instead of an err
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from cri_py.tasks import TaskOwner
 
 
 class CreateCoalescer:
-    def __init__(self) -> None:
+    def __init__(self, owner: TaskOwner) -> None:
+        self._owner = owner
         self._running: dict[str, asyncio.Task[str]] = {}
         self._unclaimed: dict[str, str] = {}
 
@@ -28,10 +32,10 @@ class CreateCoalescer:
     def running(self, key: str) -> bool:
         return key in self._running
 
-    async def run(self, key: str, create: Callable[[], Awaitable[str]]) -> str:
+    async def run(self, key: str, create: Callable[[], Coroutine[Any, Any, str]]) -> str:
         task = self._running.get(key)
         if task is None:
-            task = asyncio.ensure_future(create())
+            task = self._owner.spawn(create(), name=f"create {key}")
             self._running[key] = task
             task.add_done_callback(lambda t: self._finished(key, t))
         try:
@@ -49,8 +53,6 @@ class CreateCoalescer:
     def _finished(self, key: str, task: asyncio.Task[str]) -> None:
         if self._running.get(key) is task:
             del self._running[key]
-        if not task.cancelled():
-            task.exception()  # mark retrieved: the waiter reports it
 
     def _park(self, key: str, task: asyncio.Task[str]) -> None:
         if not task.cancelled() and task.exception() is None:

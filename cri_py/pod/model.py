@@ -1,8 +1,9 @@
-"""The persisted record of one pod sandbox."""
+"""The persisted record of one pod sandbox: an immutable value (changes go through
+`SandboxStore`, which writes a new record in place of the old one)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,7 @@ from cri_py.pod.state import SandboxState
 from cri_py.store.codec import decode_message, record_from_dict, record_to_dict
 
 
-@dataclass
+@dataclass(frozen=True)
 class SandboxRecord:
     id: str
     name: str
@@ -33,9 +34,11 @@ class SandboxRecord:
     host_pid: bool = False
     # the pause process holds the shared PID namespace (and a gVisor sandbox); 0 = none
     infra_pid: int = 0
+    # its start time (clock ticks after boot, /proc/<pid>/stat): a reused pid has another
+    infra_start_time: int = 0
     infra: bool = False
     ip: str = ""
-    additional_ips: list[str] = field(default_factory=list)
+    additional_ips: tuple[str, ...] = ()
     network_ready: bool = False
 
     @property

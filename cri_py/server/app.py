@@ -25,6 +25,7 @@ from cri_py.server.streaming import StreamingHandlers
 
 if TYPE_CHECKING:
     from cri_py.daemon import Daemon
+    from cri_py.services import Services
 
 log = logging.getLogger("cri_py.rpc")
 
@@ -39,13 +40,15 @@ class RuntimeServicer(
     StreamingHandlers,
     api_pb2_grpc.RuntimeServiceServicer,
 ):
-    def __init__(self, daemon: Daemon) -> None:
+    def __init__(self, daemon: Daemon, services: Services) -> None:
         self.daemon = daemon
+        self.services = services
 
 
 class ImageServicer(ImageHandlers, api_pb2_grpc.ImageServiceServicer):
-    def __init__(self, daemon: Daemon) -> None:
+    def __init__(self, daemon: Daemon, services: Services) -> None:
         self.daemon = daemon
+        self.services = services
 
 
 def _request_ids(request: Any) -> dict[str, str]:
@@ -144,7 +147,7 @@ def _handlers(servicer: Any, base: type, service_name: str, daemon: Daemon) -> g
     return grpc.method_handlers_generic_handler(service.full_name, handlers)
 
 
-def build_server(daemon: Daemon) -> grpc.aio.Server:
+def build_server(daemon: Daemon, services: Services) -> grpc.aio.Server:
     server = grpc.aio.server(
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
@@ -153,8 +156,15 @@ def build_server(daemon: Daemon) -> grpc.aio.Server:
     )
     server.add_generic_rpc_handlers(
         (
-            _handlers(RuntimeServicer(daemon), api_pb2_grpc.RuntimeServiceServicer, "RuntimeService", daemon),
-            _handlers(ImageServicer(daemon), api_pb2_grpc.ImageServiceServicer, "ImageService", daemon),
+            _handlers(
+                RuntimeServicer(daemon, services),
+                api_pb2_grpc.RuntimeServiceServicer,
+                "RuntimeService",
+                daemon,
+            ),
+            _handlers(
+                ImageServicer(daemon, services), api_pb2_grpc.ImageServiceServicer, "ImageService", daemon
+            ),
         )
     )
     return server

@@ -8,15 +8,15 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
 from cri_py.api import api_pb2
-from cri_py.errors import InvalidArgument, Unavailable
+from cri_py.errors import InvalidArgument
 from cri_py.fsusage import directory_usage
 from cri_py.image.model import ImageRecord
 from cri_py.image.service import ImageService
 from cri_py.server.context import Context
-from cri_py.storage.rootfs import RootfsManager
 
 if TYPE_CHECKING:
     from cri_py.daemon import Daemon
+    from cri_py.services import Services
 
 
 # images per StreamImages message: far below the gRPC message limit even with long tag lists
@@ -51,18 +51,10 @@ def _verbose_info(record: ImageRecord) -> dict[str, str]:
 
 class ImageHandlers:
     daemon: Daemon
+    services: Services
 
     def _images(self) -> ImageService:
-        images = self.daemon.images
-        if images is None:
-            raise Unavailable("the image service is not running")
-        return images
-
-    def _rootfs(self) -> RootfsManager:
-        rootfs = self.daemon.rootfs
-        if rootfs is None:
-            raise Unavailable("the rootfs manager is not running")
-        return rootfs
+        return self.services.images
 
     async def PullImage(
         self, request: api_pb2.PullImageRequest, context: Context
@@ -111,7 +103,7 @@ class ImageHandlers:
         self, request: api_pb2.ImageFsInfoRequest, context: Context
     ) -> api_pb2.ImageFsInfoResponse:
         images_root = self._images().content.root
-        containers_root = self._rootfs().mountpoint()
+        containers_root = self.services.rootfs.mountpoint()
         (img_bytes, img_inodes), (ctr_bytes, ctr_inodes) = await asyncio.gather(
             asyncio.to_thread(directory_usage, images_root),
             # stays on the root's device: merged overlay mounts would count image layers again

@@ -8,18 +8,17 @@ brings.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from cri_py.api import api_pb2
 from cri_py.container.state import ContainerState
-from cri_py.errors import FailedPrecondition, InvalidArgument, Unavailable
+from cri_py.errors import FailedPrecondition, InvalidArgument
 from cri_py.server.context import Context
 from cri_py.streaming.backend import AttachTarget, ExecTarget, PortForwardTarget
 from cri_py.streaming.requests import AttachRequest, ExecRequest, PortForwardRequest
 
 if TYPE_CHECKING:
-    from cri_py.daemon import Daemon
-    from cri_py.streaming.server import StreamingServer
+    from cri_py.services import Services
 
 # A host-network pod forwards to the host's own localhost.
 HOST_NETNS = Path("/proc/self/ns/net")
@@ -33,19 +32,7 @@ def _check_stdio(stdin: bool, stdout: bool, stderr: bool, tty: bool) -> None:
 
 
 class StreamingHandlers:
-    daemon: Daemon
-
-    def _streaming_server(self) -> StreamingServer:
-        server = self.daemon.streaming
-        if server is None:
-            raise Unavailable("the streaming server is not running")
-        return server
-
-    def _containers(self) -> Any:
-        containers = self.daemon.containers
-        if containers is None:
-            raise Unavailable("the container service is not running")
-        return containers
+    services: Services
 
     async def Exec(self, request: api_pb2.ExecRequest, context: Context) -> api_pb2.ExecResponse:
         if not request.container_id:
@@ -53,9 +40,9 @@ class StreamingHandlers:
         if not request.cmd:
             raise InvalidArgument("exec needs a command")
         _check_stdio(request.stdin, request.stdout, request.stderr, request.tty)
-        server = self._streaming_server()
+        server = self.services.streaming
         # Raises NotFound / FailedPrecondition for unknown or not running containers.
-        found = self._containers().exec_target(request.container_id)
+        found = self.services.containers.exec_target(request.container_id)
         target = ExecTarget(found.binary, tuple(found.global_args), found.container_id, dict(found.process))
         cached = ExecRequest(
             target,
@@ -71,9 +58,9 @@ class StreamingHandlers:
         if not request.container_id:
             raise InvalidArgument("missing required container_id")
         _check_stdio(request.stdin, request.stdout, request.stderr, request.tty)
-        server = self._streaming_server()
-        containers = self._containers()
-        rec = containers.get(request.container_id)
+        server = self.services.streaming
+        containers = self.services.containers
+        rec = containers.store.get(request.container_id)
         if rec.state != ContainerState.RUNNING:
             raise FailedPrecondition(f"container {rec.id} is not running")
         attach_socket, ctl_fifo, tty, stdin = containers.attach_target(rec.id)
@@ -101,11 +88,8 @@ class StreamingHandlers:
         for port in request.port:
             if not 0 < port < 65536:
                 raise InvalidArgument(f"invalid port {port}")
-        server = self._streaming_server()
-        pods = self.daemon.pods
-        if pods is None:
-            raise Unavailable("the pod service is not running")
-        pod = pods.require_ready(request.pod_sandbox_id)
-        netns = pods.pod_netns(pod.id) or HOST_NETNS
+        server = self.services.streaming
+        pod = self.services.sandboxes.require_ready(request.pod_sandbox_id)
+        netns = Path(pod.netns_path) if pod.netns_path else HOST_NETNS
         cached = PortForwardRequest(PortForwardTarget(Path(netns)), pod.id, tuple(request.port))
         return api_pb2.PortForwardResponse(url=server.url_for(cached))

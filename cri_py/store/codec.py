@@ -33,8 +33,9 @@ def record_to_dict(record: Any) -> dict[str, Any]:
 
 
 def record_from_dict(cls: type[R], data: dict[str, Any], state_type: type[Enum]) -> R:
+    """Records are immutable values: their sequences are tuples (JSON gives lists)."""
     names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    values = {k: v for k, v in data.items() if k in names}
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in names}
     values["state"] = state_type(values["state"])
     return cls(**values)
 

@@ -105,9 +105,30 @@ def test_large_messages_are_accepted(cri: Daemon) -> None:
         assert list(reply.containers) == []
 
 
-def test_second_daemon_on_live_socket_is_refused(cri: Daemon) -> None:
+def test_second_daemon_on_the_same_root_changes_nothing(cri: Daemon) -> None:
+    """It is refused before recovery could clean up (or unwind) anything of the first's."""
+    leftover = cri.root / "images" / "ingest" / "a-pull-in-progress"
+    leftover.write_bytes(b"partial layer")
     result = subprocess.run(
         [*CRI_PY, "serve", "--config", str(cri.config_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+    )
+    assert result.returncode != 0
+    assert f"is using the root {cri.root}" in result.stderr
+    assert leftover.read_bytes() == b"partial layer"
+    leftover.unlink()
+    assert cri.runtime.Version(api_pb2.VersionRequest()).runtime_name == "cri-py"
+
+
+def test_second_daemon_on_live_socket_is_refused(cri: Daemon, tmp_path: Path) -> None:
+    config = dict(cri.config, root=str(tmp_path / "root"), run_dir=str(tmp_path / "run"))
+    config_path = tmp_path / "other.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    result = subprocess.run(
+        [*CRI_PY, "serve", "--config", str(config_path)],
         capture_output=True,
         text=True,
         timeout=60,

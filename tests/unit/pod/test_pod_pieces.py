@@ -11,6 +11,7 @@ from cri_py.pod.inflight import CreateCoalescer
 from cri_py.pod.model import SandboxRecord
 from cri_py.pod.state import SandboxState
 from cri_py.store.codec import encode_message
+from cri_py.tasks import TaskOwner
 
 
 def test_resolv_conf_from_dns_config(tmp_path: Path) -> None:
@@ -50,7 +51,8 @@ def test_coalescer_hands_a_finished_result_to_the_retry() -> None:
             await gate.wait()
             return "id-1"
 
-        co = CreateCoalescer()
+        owner = TaskOwner()
+        co = CreateCoalescer(owner)
         first = asyncio.create_task(co.run("k", create))
         await asyncio.sleep(0)
         # a retry while the first still runs waits for the same work
@@ -69,5 +71,6 @@ def test_coalescer_hands_a_finished_result_to_the_retry() -> None:
         await asyncio.sleep(0.01)
         assert co.claim("k2") == "id-1"
         assert co.claim("k2") is None
+        await owner.close()
 
     asyncio.run(scenario())

@@ -1,0 +1,130 @@
+"""ContainerStatus and ListContainers: reading the committed container records.
+
+kubelet lists every second, so the List answer is kept serialized until the store's
+generation moves. Records are committed values: what is read here was written whole.
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import json
+import signal
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from cri_py.api import api_pb2
+from cri_py.container.model import ContainerRecord
+from cri_py.container.state import CRI_STATE, ContainerState
+from cri_py.container.store import ContainerStore
+from cri_py.errors import InvalidArgument
+
+
+class ContainerQueries:
+    def __init__(self, store: ContainerStore) -> None:
+        self.store = store
+        self._list_cache: tuple[tuple[int, bytes], bytes] | None = None
+
+    def status(self, cid: str, verbose: bool = False) -> api_pb2.ContainerStatusResponse:
+        if not cid:
+            raise InvalidArgument("container id is required")
+        rec = self.store.get(cid)
+        cfg = rec.config()
+        status = api_pb2.ContainerStatus(
+            id=rec.id,
+            metadata=cfg.metadata,
+            state=CRI_STATE[rec.state],
+            created_at=rec.created_at,
+            started_at=rec.started_at,
+            finished_at=rec.finished_at,
+            exit_code=rec.exit_code,
+            image=api_pb2.ImageSpec(image=rec.image_name, user_specified_image=rec.image_name),
+            image_ref=rec.image_ref,
+            image_id=rec.image_id,
+            reason=rec.reason,
+            message=rec.message,
+            labels=dict(cfg.labels),
+            annotations=dict(cfg.annotations),
+            mounts=list(cfg.mounts),
+            log_path=rec.log_path,
+            resources=api_pb2.ContainerResources(linux=rec.resources()),
+            user=api_pb2.ContainerUser(
+                linux=api_pb2.LinuxContainerUser(
+                    uid=rec.uid, gid=rec.gid, supplemental_groups=list(rec.supplemental_groups)
+                )
+            ),
+            stop_signal=_signal_enum(rec.stop_signal),
+        )
+        info: dict[str, str] = {}
+        if verbose:
+            spec: Any = None
+            with contextlib.suppress(OSError, ValueError):
+                spec = json.loads((rec.bundle_dir / "config.json").read_text())
+            info["info"] = json.dumps(
+                {
+                    "sandboxID": rec.pod_id,
+                    "pid": rec.pid,
+                    "conmonPid": rec.conmon_pid,
+                    "runtimeHandler": rec.runtime_handler,
+                    "bundle": rec.bundle,
+                    "runtimeSpec": spec,
+                }
+            )
+        return api_pb2.ContainerStatusResponse(status=status, info=info)
+
+    def list_response(self, flt: api_pb2.ContainerFilter | None) -> bytes:
+        """The answer is kept until a record changes: kubelet lists every second."""
+        key = (self.store.generation, flt.SerializeToString() if flt is not None else b"")
+        cached = self._list_cache
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        # kept serialized: the server passes bytes through, so a cached answer costs no encoding
+        response = bytes(api_pb2.ListContainersResponse(containers=self.list(flt)).SerializeToString())
+        self._list_cache = (key, response)
+        return response
+
+    def list(self, flt: api_pb2.ContainerFilter | None) -> builtins.list[api_pb2.Container]:
+        out = []
+        for rec in self.select(
+            flt.id if flt else "", flt.pod_sandbox_id if flt else "", flt.label_selector if flt else {}
+        ):
+            if flt is not None and flt.HasField("state") and CRI_STATE[rec.state] != flt.state.state:
+                continue
+            cfg = rec.config()
+            out.append(
+                api_pb2.Container(
+                    id=rec.id,
+                    pod_sandbox_id=rec.pod_id,
+                    metadata=cfg.metadata,
+                    image=api_pb2.ImageSpec(image=rec.image_name, user_specified_image=rec.image_name),
+                    image_ref=rec.image_ref,
+                    image_id=rec.image_id,
+                    state=CRI_STATE[rec.state],
+                    created_at=rec.created_at,
+                    labels=dict(cfg.labels),
+                    annotations=dict(cfg.annotations),
+                )
+            )
+        return out
+
+    def select(self, cid: str, pod_id: str, labels: Mapping[str, str]) -> Iterable[ContainerRecord]:
+        """Visible containers whose id and pod id start as given and that carry `labels`."""
+        for rec in self.store.values():
+            if rec.state == ContainerState.CREATING:
+                continue
+            if cid and not rec.id.startswith(cid):
+                continue
+            if pod_id and not rec.pod_id.startswith(pod_id):
+                continue
+            if labels:
+                own = rec.config().labels
+                if any(own.get(k) != v for k, v in labels.items()):
+                    continue
+            yield rec
+
+
+def _signal_enum(number: int) -> api_pb2.Signal:
+    with contextlib.suppress(ValueError):
+        name = signal.Signals(number).name
+        return api_pb2.Signal.Value(name)  # type: ignore[no-any-return]
+    return api_pb2.RUNTIME_DEFAULT
