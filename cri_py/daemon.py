@@ -103,6 +103,8 @@ class Daemon:
             loop.add_signal_handler(signal.SIGINT, self._stopping.set)
             loop.add_signal_handler(signal.SIGHUP, self.reload)
             log.info("serving", extra={"socket": str(socket_path), "root": str(self.config.root)})
+            for note in self.config.system_registries.ignored:
+                log.warning("registries.conf setting not used", extra={"setting": note})
             await self._stopping.wait()
             log.info("stopping; containers keep running")
         finally:
@@ -142,11 +144,30 @@ class Daemon:
             set_level(new.log_level)
         if new.registries != old.registries:
             changes["registries"] = ",".join(sorted(new.registries)) or "(none)"
+        if new.system_registries != old.system_registries or new.registries_conf != old.registries_conf:
+            conf = new.system_registries
+            changes["registries_conf"] = (
+                f"{len(conf.files)} files, {len(conf.rules)} [[registry]] tables, {len(conf.aliases)} aliases"
+            )
+        for key in ("auth_file", "signature_policy", "pinned_images"):
+            if getattr(new, key) != getattr(old, key):
+                changes[key] = str(getattr(new, key))
         # only the reloadable keys move; everything else needs a restart
-        self.config = _replace(old, log_level=new.log_level, registries=new.registries)
+        self.config = _replace(
+            old,
+            log_level=new.log_level,
+            registries=new.registries,
+            registries_conf=new.registries_conf,
+            system_registries=new.system_registries,
+            auth_file=new.auth_file,
+            signature_policy=new.signature_policy,
+            pinned_images=new.pinned_images,
+        )
         if self._services is not None:
             self._services.images.reload(self.config)  # the next pull uses the new registries
         log.info("config reloaded", extra=changes or {"changes": "none"})
+        for note in new.system_registries.ignored:
+            log.warning("registries.conf setting not used", extra={"setting": note})
 
 
 def lock_root(root: Path) -> int:

@@ -1,6 +1,7 @@
 """Daemon configuration: YAML file, drop-ins, command-line overrides."""
 
-from cri_py.config.load import ConfigError, load_config
+from cri_py.config.errors import ConfigError
+from cri_py.config.load import load_config
 from cri_py.config.model import (
     CniConfig,
     Config,

@@ -12,6 +12,7 @@ from typing import Any
 
 import yaml
 
+from cri_py.config.errors import ConfigError
 from cri_py.config.model import (
     CniConfig,
     Config,
@@ -19,14 +20,11 @@ from cri_py.config.model import (
     RuntimeHandler,
     StreamingConfig,
 )
+from cri_py.config.registries_conf import read_registries_conf
+from cri_py.image.pinning import pinned_pattern_problem
 
 DEFAULT_CONFIG_FILE = Path("/etc/cri-py/cri-py.yaml")
 LOG_LEVELS = ("debug", "info", "warning", "error")
-
-
-class ConfigError(Exception):
-    def __init__(self, source: str, key: str, problem: str) -> None:
-        super().__init__(f"{source}: {key}: {problem}" if key else f"{source}: {problem}")
 
 
 # key -> expected kind; nested dicts describe nested sections
@@ -64,6 +62,11 @@ _SCHEMA: dict[str, Any] = {
     "cni": {"conf_dir": _PATH, "bin_dirs": _PATHLIST, "cache_dir": _PATH},
     "streaming": {"address": _STR, "port": _INT},
     "registries": ("map", _REGISTRY_KEYS),
+    # paths of the containers files a CRI-O node already has; "" = do not read one
+    "registries_conf": _STR,
+    "auth_file": _STR,
+    "signature_policy": _STR,
+    "pinned_images": _STRLIST,
 }
 
 BUILTIN_RUNTIMES: dict[str, dict[str, Any]] = {
@@ -201,12 +204,18 @@ def _build(data: dict[str, Any], source: str) -> Config:
     streaming = StreamingConfig(address=streaming_data.get("address", StreamingConfig.address), port=port)
     registries = {
         host: RegistryConfig(
-            insecure=(entry or {}).get("insecure", False),
-            mirrors=tuple((entry or {}).get("mirrors", ())),
+            insecure=(entry or {}).get("insecure"),
+            mirrors=tuple(entry["mirrors"]) if "mirrors" in (entry or {}) else None,
             mirror_only=(entry or {}).get("mirror_only", False),
         )
         for host, entry in data.get("registries", {}).items()
     }
+    registries_conf = _optional_path(data, "registries_conf", defaults.registries_conf)
+    pinned = tuple(data.get("pinned_images", ()))
+    for i, pattern in enumerate(pinned):
+        problem = pinned_pattern_problem(pattern)
+        if problem:
+            raise ConfigError(source, f"pinned_images[{i}]", problem)
     config = Config(
         listen=listen,
         root=Path(data.get("root", defaults.root)),
@@ -224,9 +233,20 @@ def _build(data: dict[str, Any], source: str) -> Config:
         cni=cni,
         streaming=streaming,
         registries=registries,
+        registries_conf=registries_conf,
+        system_registries=read_registries_conf(registries_conf),
+        auth_file=_optional_path(data, "auth_file", defaults.auth_file),
+        signature_policy=_optional_path(data, "signature_policy", defaults.signature_policy),
+        pinned_images=pinned,
     )
     _check_binaries(config, source)
     return config
+
+
+def _optional_path(data: dict[str, Any], key: str, default: Path | None) -> Path | None:
+    if key not in data:
+        return default
+    return Path(data[key]) if data[key] else None
 
 
 def _check_binaries(config: Config, source: str) -> None:

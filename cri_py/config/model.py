@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,10 +43,91 @@ class StreamingConfig:
 
 @dataclass(frozen=True)
 class RegistryConfig:
-    insecure: bool = False
-    mirrors: tuple[str, ...] = ()
+    """cri-py's own `registries.<host>` entry; None = the key is not set (registries.conf decides)."""
+
+    insecure: bool | None = None
+    # URLs ("http://127.0.0.1:5000", "https://mirror/prefix"): a scheme, a path before /v2/
+    mirrors: tuple[str, ...] | None = None
     # never fall back to the host itself after the mirrors failed
     mirror_only: bool = False
+
+
+PULL_FROM_MIRROR = ("all", "digest-only", "tag-only")
+SHORT_NAME_MODES = ("enforcing", "permissive", "disabled")
+
+
+@dataclass(frozen=True)
+class Mirror:
+    """One `[[registry.mirror]]` (or a cri-py mirror URL)."""
+
+    location: str  # host[:port][/namespace...]: the reference is rewritten onto it
+    insecure: bool = False
+    pull_from_mirror: str = "all"  # or "digest-only", "tag-only"
+    # cri-py mirror URLs only: an explicit scheme and a path in front of /v2/
+    scheme: str | None = None
+    url_path: str = ""
+
+
+@dataclass(frozen=True)
+class RegistryRule:
+    """One `[[registry]]` table: the longest `prefix` matching a reference decides."""
+
+    prefix: str
+    location: str  # "" only for a `*.domain` prefix: the reference is used as it is
+    insecure: bool = False
+    blocked: bool = False
+    mirror_by_digest_only: bool = False
+    mirrors: tuple[Mirror, ...] = ()
+    mirror_only: bool = False  # cri-py's `mirror_only`: the location itself is never tried
+    source: str = ""  # the file(s) that said so
+
+
+@dataclass(frozen=True)
+class RegistriesConf:
+    """What containers-registries.conf(5) and its drop-ins say (or the merge with cri-py's keys)."""
+
+    rules: tuple[RegistryRule, ...] = ()
+    # None: no file sets unqualified-search-registries, and short names mean docker.io
+    search: tuple[str, ...] | None = None
+    search_source: str = ""
+    short_name_mode: str = "permissive"
+    aliases: dict[str, str] = field(default_factory=dict)
+    files: tuple[str, ...] = ()
+    # settings read but not acted on (said by `cri-py config` and logged at start)
+    ignored: tuple[str, ...] = ()
+
+
+OWN_REGISTRIES = "cri-py registries"
+
+
+def merge_registries(system: RegistriesConf, own: dict[str, RegistryConfig]) -> RegistriesConf:
+    """cri-py's `registries.<host>` keys merged over registries.conf's `[[registry]]` of that
+    exact prefix: where both say something, cri-py's key wins; a narrower registries.conf prefix
+    (`docker.io/library/x`) still wins for the references under it, as the man page says."""
+    if not own:
+        return system
+    rules = {rule.prefix: rule for rule in system.rules}
+    for host, entry in own.items():
+        base = rules.get(host) or RegistryRule(prefix=host, location=host)
+        changes: dict[str, Any] = {}
+        if entry.insecure is not None:
+            changes["insecure"] = entry.insecure
+        if entry.mirrors is not None:
+            changes["mirrors"] = tuple(_own_mirror(url, entry.insecure or False) for url in entry.mirrors)
+        if entry.mirror_only:
+            changes["mirror_only"] = True
+        source = f"{base.source}, {OWN_REGISTRIES}" if base.source else OWN_REGISTRIES
+        rules[host] = dataclasses.replace(base, source=source, **changes)
+    return dataclasses.replace(system, rules=tuple(rules[p] for p in sorted(rules)))
+
+
+def _own_mirror(url: str, insecure: bool) -> Mirror:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url if "://" in url else f"//{url}")
+    return Mirror(
+        location=parts.netloc, insecure=insecure, scheme=parts.scheme or None, url_path=parts.path.rstrip("/")
+    )
 
 
 @dataclass(frozen=True)
@@ -66,6 +148,20 @@ class Config:
     cni: CniConfig = field(default_factory=CniConfig)
     streaming: StreamingConfig = field(default_factory=StreamingConfig)
     registries: dict[str, RegistryConfig] = field(default_factory=dict)
+    # containers-registries.conf(5) and its `.d` drop-ins; None = not read
+    registries_conf: Path | None = Path("/etc/containers/registries.conf")
+    system_registries: RegistriesConf = field(default_factory=RegistriesConf)
+    # containers-auth.json(5) or Docker config.json, for pulls without credentials; None = none
+    auth_file: Path | None = Path("/etc/containers/auth.json")
+    # containers-policy.json(5); None or an absent file = accept every image
+    signature_policy: Path | None = Path("/etc/containers/policy.json")
+    # images kubelet's garbage collection must keep: exact names, `prefix*`, `*keyword*`
+    pinned_images: tuple[str, ...] = ()
+
+    @functools.cached_property
+    def effective_registries(self) -> RegistriesConf:
+        """registries.conf merged with cri-py's own `registries` keys (what pulls use)."""
+        return merge_registries(self.system_registries, self.registries)
 
     @property
     def socket_path(self) -> Path:
@@ -89,4 +185,10 @@ class Config:
         out: dict[str, Any] = convert(self)
         for handler in out["runtimes"].values():
             handler.pop("name", None)
+        for entry in out["registries"].values():
+            for key in [k for k, v in entry.items() if v is None]:
+                del entry[key]
+        del out["system_registries"]
+        # derived, not a key: what registries.conf and `registries` say together
+        out["effective_registries"] = convert(self.effective_registries)
         return out

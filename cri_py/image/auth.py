@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from cri_py.api import api_pb2
 from cri_py.errors import InvalidArgument
@@ -15,10 +15,11 @@ _SCHEME = re.compile(r"(?:^|,)\s*([A-Za-z][A-Za-z0-9_-]*)(?=\s+[A-Za-z0-9_-]+\s*
 
 @dataclass(frozen=True)
 class Credentials:
+    # secrets stay out of repr: a Credentials in a log line or traceback shows the user only
     username: str = ""
-    password: str = ""
-    identity_token: str = ""
-    registry_token: str = ""
+    password: str = field(default="", repr=False)
+    identity_token: str = field(default="", repr=False)
+    registry_token: str = field(default="", repr=False)
 
     @property
     def anonymous(self) -> bool:

@@ -117,7 +117,7 @@ class Puller:
         self, ref: Reference, auth: api_pb2.AuthConfig | None, hold: Callable[[Iterable[str]], None]
     ) -> PullResult:
         session = self.client.session(ref, Credentials.from_auth(auth))
-        body, media_type = await session.manifest(ref.pull_target)
+        body, media_type = await session.manifest()
         repo_digest = _digest(body)
         if ref.digest and repo_digest != ref.digest:
             raise DigestMismatch(f"{ref}: registry sent a manifest with digest {repo_digest}")

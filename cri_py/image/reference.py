@@ -65,6 +65,12 @@ class Reference:
         return name + (f":{self.tag}" if self.tag else "") + (f"@{self.digest}" if self.digest else "")
 
 
+def is_short_name(text: str) -> bool:
+    """A name without a registry host (`busybox`, `library/busybox:1.36`), as registries.conf means it."""
+    first, sep, _ = text.partition("/")
+    return not sep or not ("." in first or ":" in first or first == "localhost")
+
+
 def is_digest(value: str) -> bool:
     return bool(_SHA256_DIGEST.match(value))
 

@@ -1,20 +1,22 @@
 """A registry client for the distribution API v2 over httpx: endpoints, auth, manifests, blobs.
 
-Endpoints for a reference domain: its configured mirrors in order, then the host itself
-(unless `mirror_only`). TLS with the system CAs; plain HTTP only for hosts configured
-`insecure`, after https failed to connect (loopback hosts may fall back to http too, but
-their certificates are still verified unless they are configured insecure).
+Endpoints come from `cri_py.image.resolve` (mirrors in order, then the location, never a blocked
+one). TLS with the system CAs; plain HTTP only for endpoints configured `insecure`, after https
+failed to connect (loopback hosts may fall back to http too, but their certificates are still
+verified unless they are configured insecure).
+
+Credentials: those of the request go only to endpoints on the reference's own registry (a
+mirror elsewhere must not see a pull secret meant for docker.io, as in containers/image);
+without them, or for such a mirror, `auth_file` is looked up for the endpoint's own repository.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import ssl
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 import httpx
 
@@ -22,7 +24,9 @@ from cri_py.config.model import Config
 from cri_py.errors import CriError, FailedPrecondition, Internal, NotFound, Unavailable
 from cri_py.image import mediatypes as mt
 from cri_py.image.auth import Challenge, Credentials, parse_challenges
-from cri_py.image.reference import DEFAULT_DOMAIN, DOCKER_HUB_API_HOST, Reference
+from cri_py.image.auth_file import AuthFile
+from cri_py.image.reference import Reference
+from cri_py.image.resolve import PullSource, pull_sources
 
 _TIMEOUT = httpx.Timeout(60.0, connect=10.0)
 _MANIFEST_MAX = 8 << 20
@@ -40,60 +44,13 @@ class RegistryAuthError(FailedPrecondition):
     pass
 
 
-@dataclass(frozen=True)
-class Endpoint:
-    # base URL with scheme, e.g. "https://registry-1.docker.io" or "http://127.0.0.1:5000"
-    # (None scheme = try https, then http if insecure)
-    host: str
-    scheme: str | None
-    insecure: bool  # plain http allowed and TLS certificates not verified
-    prefix: str = ""  # path prefix of a mirror URL
-    mirror: bool = False
-    http_fallback: bool = False  # plain http allowed after https failed to connect
-
-    @property
-    def may_use_http(self) -> bool:
-        return self.insecure or self.http_fallback
-
-    def describe(self, scheme: str | None = None) -> str:
-        return f"{self.scheme or scheme or 'https'}://{self.host}{self.prefix}"
+# the endpoint type: where to connect and which repository to ask for there
+Endpoint = PullSource
 
 
-def _is_loopback(host: str) -> bool:
-    name = host.rsplit(":", 1)[0] if host.count(":") == 1 or host.startswith("[") else host
-    name = name.strip("[]")
-    if name == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
-
-
-def endpoints_for(config: Config, domain: str) -> list[Endpoint]:
-    reg = config.registries.get(domain)
-    out: list[Endpoint] = []
-    if reg is not None:
-        for mirror in reg.mirrors:
-            url = mirror if "://" in mirror else f"//{mirror}"
-            parts = urlsplit(url)
-            scheme = parts.scheme or None
-            out.append(
-                Endpoint(
-                    parts.netloc,
-                    scheme,
-                    reg.insecure,
-                    parts.path.rstrip("/"),
-                    mirror=True,
-                    http_fallback=_is_loopback(parts.netloc),
-                )
-            )
-        if reg.mirror_only:
-            return out
-    host = DOCKER_HUB_API_HOST if domain == DEFAULT_DOMAIN else domain
-    insecure = reg.insecure if reg is not None else False
-    out.append(Endpoint(host, None, insecure, http_fallback=_is_loopback(host)))
-    return out
+def endpoints_for(config: Config, ref: Reference) -> list[Endpoint]:
+    """Mirrors, then the location, of the rule matching `ref` (registries.conf + `registries`)."""
+    return pull_sources(config.effective_registries, ref)
 
 
 @dataclass
@@ -118,6 +75,7 @@ class RegistryClient:
         self._http_noverify = httpx.AsyncClient(
             follow_redirects=True, timeout=_TIMEOUT, limits=limits, verify=False, transport=transport
         )
+        self.auth_file = AuthFile(config.auth_file)
         self._schemes: dict[str, str] = {}
         self._tokens: dict[tuple[str, str, str, str], _Token] = {}
         # per endpoint host: the last challenge seen, so later requests authenticate up front
@@ -127,8 +85,14 @@ class RegistryClient:
         await self._http.aclose()
         await self._http_noverify.aclose()
 
+    def reload(self, config: Config) -> None:
+        self.config = config
+        if config.auth_file != self.auth_file.path:
+            self.auth_file = AuthFile(config.auth_file)
+
     def session(self, ref: Reference, creds: Credentials) -> RegistrySession:
-        return RegistrySession(self, ref, creds, endpoints_for(self.config, ref.domain))
+        """Raises RegistryBlocked (before any connection) when every endpoint is blocked."""
+        return RegistrySession(self, ref, creds, endpoints_for(self.config, ref))
 
     # auth
 
@@ -219,10 +183,18 @@ class RegistrySession:
         return self._what(ep)
 
     def _base(self, ep: Endpoint, scheme: str) -> str:
-        return f"{scheme}://{ep.host}{ep.prefix}/v2/{self.ref.path}"
+        return f"{scheme}://{ep.host}{ep.url_path}/v2/{ep.ref.path}"
 
     def _what(self, ep: Endpoint) -> str:
-        return f"registry {ep.describe(self.client._schemes.get(ep.host))} ({self.ref})"
+        where = ep.describe(self.client._schemes.get(ep.host))
+        if ep.ref.repository != self.ref.repository:
+            return f"registry {where} ({self.ref} as {ep.ref.repository})"
+        return f"registry {where} ({self.ref})"
+
+    def _credentials(self, ep: Endpoint) -> Credentials:
+        if not self.creds.anonymous and ep.ref.domain == self.ref.domain:
+            return self.creds
+        return self.client.auth_file.credentials(ep.ref)
 
     @asynccontextmanager
     async def _request(
@@ -233,13 +205,14 @@ class RegistrySession:
         if ep.scheme is None and ep.may_use_http and schemes[0] == "https":
             schemes.append("http")
         client = self.client._http_noverify if ep.insecure else self.client._http
+        creds = self._credentials(ep)
         last_exc: Exception | None = None
         for scheme in schemes:
             url = f"{self._base(ep, scheme)}/{tail}"
             challenge = self.client._challenges.get(ep.host)
             for _attempt in range(2):
                 hdrs = dict(headers)
-                authz = await self.client._authorization(ep, self.ref.path, self.creds, challenge)
+                authz = await self.client._authorization(ep, ep.ref.path, creds, challenge)
                 if authz:
                     hdrs["Authorization"] = authz
                 try:
@@ -295,16 +268,18 @@ class RegistrySession:
             return Unavailable(msg)
         return RegistryError(msg)
 
-    async def manifest(self, target: str) -> tuple[bytes, str]:
-        """Fetch a manifest or index by tag or digest; picks the first endpoint that has it."""
+    async def manifest(self, target: str | None = None) -> tuple[bytes, str]:
+        """Fetch a manifest or index by tag or digest (None: what the reference names at each
+        endpoint); the first endpoint that has it serves the rest of the pull."""
         errors: list[str] = []
         candidates = [self.endpoint] if self.endpoint is not None else self.endpoints
         last: CriError | None = None
         for ep in candidates:
+            want = target or ep.ref.pull_target
             try:
-                async with self._request(ep, "GET", f"manifests/{target}", {"Accept": mt.ACCEPT}) as resp:
+                async with self._request(ep, "GET", f"manifests/{want}", {"Accept": mt.ACCEPT}) as resp:
                     if resp.status_code != 200:
-                        raise await self._error(ep, resp, f"manifest {target}")
+                        raise await self._error(ep, resp, f"manifest {want}")
                     body = await read_limited(resp, _MANIFEST_MAX, self._what(ep))
                     media_type = resp.headers.get("content-type", "").split(";")[0].strip()
             except (Unavailable, RegistryNotFound, RegistryError, RegistryAuthError) as exc:

@@ -20,13 +20,14 @@ from typing import TYPE_CHECKING, Any
 
 from cri_py.api import api_pb2
 from cri_py.config.model import Config
-from cri_py.errors import FailedPrecondition, Internal, InvalidArgument, NotFound
+from cri_py.errors import CriError, FailedPrecondition, Internal, InvalidArgument, NotFound
 from cri_py.fsusage import directory_usage
-from cri_py.image import archive, build
+from cri_py.image import archive, build, resolve
 from cri_py.image import reference as refs
 from cri_py.image.content import ContentStore
 from cri_py.image.local import load_json_blob, make_record, parse_manifest, unpack_stored_layers
 from cri_py.image.model import ImageRecord
+from cri_py.image.pinning import PinnedImages
 from cri_py.image.unpack import UnpackLimits
 from cri_py.store import Database, RecordTable
 from cri_py.tasks import TaskOwner
@@ -74,6 +75,7 @@ class ImageService:
         # digests and chain ids an unfinished pull relies on: garbage collection leaves them alone
         self._pinned_content: Counter[str] = Counter()
         self._gc_lock = asyncio.Lock()
+        self._pins = PinnedImages(config.pinned_images, config.pause_image)
 
     # life cycle
 
@@ -103,11 +105,16 @@ class ImageService:
         return self._puller_instance
 
     def reload(self, config: Config) -> None:
-        """Apply a reloaded config: registries (mirrors, insecure) take effect for the next pull."""
+        """Apply a reloaded config: registries, credentials file and pins count from the next call."""
         self.config = config
+        self._pins = PinnedImages(config.pinned_images, config.pause_image)
         if self._puller_instance is not None:
             self._puller_instance.config = config
-            self._puller_instance.client.config = config
+            self._puller_instance.client.reload(config)
+
+    def is_pinned(self, record: ImageRecord) -> bool:
+        """Pinned by `pinned_images` or as the pause image (computed, so a reload moves pins)."""
+        return self._pins.matches([*record.repo_tags, *record.repo_digests])
 
     async def ensure_pause_image(self) -> ImageRecord:
         name = refs.parse(self.config.pause_image).tagged()
@@ -153,20 +160,13 @@ class ImageService:
         if exact is not None:
             return exact
         try:
-            ref = refs.parse_raw(ref_or_id)
+            candidates = resolve.local_candidates(self.config.effective_registries, ref_or_id)
         except InvalidArgument:
-            ref = None
-        if ref is not None:
-            if ref.digest:
-                wanted = ref.digested()
-                for rec in self._images.values():
-                    if wanted in rec.repo_digests:
-                        return rec
-            else:
-                wanted = f"{ref.repository}:{ref.tag or 'latest'}"
-                for rec in self._images.values():
-                    if wanted in rec.repo_tags:
-                        return rec
+            candidates = []
+        for ref in candidates:
+            named = self._find_named(ref)
+            if named is not None:
+                return named
         # crictl shows truncated ids: accept a unique prefix of at least a few hex digits
         m = _HEX_PREFIX.match(ref_or_id)
         if m and len(m.group(1)) >= 4:
@@ -175,6 +175,13 @@ class ImageService:
             if len(found) == 1:
                 return found[0]
         return None
+
+    def _find_named(self, ref: refs.Reference) -> ImageRecord | None:
+        if ref.digest:
+            wanted = ref.digested()
+            return next((r for r in self._images.values() if wanted in r.repo_digests), None)
+        wanted = f"{ref.repository}:{ref.tag or 'latest'}"
+        return next((r for r in self._images.values() if wanted in r.repo_tags), None)
 
     def resolve(self, ref_or_id: str) -> ImageRecord:
         """By id (with or without `sha256:`), tag, digest reference or short name; else NotFound."""
@@ -208,8 +215,22 @@ class ImageService:
 
     # pull
 
-    async def pull(self, ref: str, auth: api_pb2.AuthConfig | None = None) -> ImageRecord:
-        parsed = refs.parse(ref)
+    async def pull(self, text: str, auth: api_pb2.AuthConfig | None = None) -> ImageRecord:
+        """Pull the name, or a short name's candidates in order until one succeeds."""
+        candidates = resolve.pull_candidates(self.config.effective_registries, text)
+        failures: list[tuple[refs.Reference, CriError]] = []
+        for ref in candidates:
+            try:
+                return await self._pull_one(ref, auth)
+            except CriError as exc:
+                if len(candidates) == 1:
+                    raise
+                log.info("pulling candidate %s of %s failed: %s", ref, text, exc)
+                failures.append((ref, exc))
+        detail = "; ".join(f"{ref}: {exc}" for ref, exc in failures)
+        raise type(failures[-1][1])(f"no candidate of short name {text!r} could be pulled: {detail}")
+
+    async def _pull_one(self, parsed: refs.Reference, auth: api_pb2.AuthConfig | None) -> ImageRecord:
         key = str(parsed)
         task = self._pulls.get(key)
         if task is None:
@@ -296,8 +317,15 @@ class ImageService:
             record = self._find(ref_or_id)
             if record is None:
                 return
-            if record.pinned:
-                raise FailedPrecondition(f"image {ref_or_id!r} ({record.id}) is pinned and cannot be removed")
+            if self.is_pinned(record):
+                # kubelet's image GC never asks to remove a pinned image (it skips them), so this
+                # only refuses an operator's `crictl rmi`. CRI-O would untag it anyway; we refuse:
+                # the pause image is built only at start-up, and removing it breaks every pod start
+                # until a restart. The CRI has no force flag: unpin (pinned_images + SIGHUP) first.
+                raise FailedPrecondition(
+                    f"image {ref_or_id!r} ({record.id}) is pinned (pinned_images or the pause image)"
+                    " and is not removed; drop it from pinned_images and reload to remove it"
+                )
             if self.in_use(record.id):
                 raise FailedPrecondition(f"image {ref_or_id!r} ({record.id}) is in use by a container")
             self._images.delete(record.id)

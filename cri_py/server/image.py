@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 STREAM_BATCH = 200
 
 
-def image_message(record: ImageRecord) -> api_pb2.Image:
+def image_message(record: ImageRecord, pinned: bool) -> api_pb2.Image:
     uid, username = record.uid_and_username()
     msg = api_pb2.Image(
         id=record.id,
@@ -32,19 +32,19 @@ def image_message(record: ImageRecord) -> api_pb2.Image:
         size=record.size,
         username=username,
         spec=api_pb2.ImageSpec(image=record.id, annotations=record.annotations),
-        pinned=record.pinned,
+        pinned=pinned,
     )
     if uid is not None:
         msg.uid.value = uid
     return msg
 
 
-def _verbose_info(record: ImageRecord) -> dict[str, str]:
+def _verbose_info(record: ImageRecord, pinned: bool) -> dict[str, str]:
     info = {
         "imageSpec": record.config,
         "chainIDs": record.layers,
         "manifestDigest": record.manifest_digest,
-        "pinned": record.pinned,
+        "pinned": pinned,
     }
     return {"info": json.dumps(info, sort_keys=True)}
 
@@ -69,29 +69,33 @@ class ImageHandlers:
     async def ImageStatus(
         self, request: api_pb2.ImageStatusRequest, context: Context
     ) -> api_pb2.ImageStatusResponse:
-        record = self._images().status(request.image.image)
+        images = self._images()
+        record = images.status(request.image.image)
         if record is None:
             # kubelet expects an empty answer for an unknown image, not NOT_FOUND
             return api_pb2.ImageStatusResponse()
-        info = _verbose_info(record) if request.verbose else {}
-        return api_pb2.ImageStatusResponse(image=image_message(record), info=info)
+        pinned = images.is_pinned(record)
+        info = _verbose_info(record, pinned) if request.verbose else {}
+        return api_pb2.ImageStatusResponse(image=image_message(record, pinned), info=info)
 
     async def ListImages(
         self, request: api_pb2.ListImagesRequest, context: Context
     ) -> api_pb2.ListImagesResponse:
         wanted = request.filter.image.image if request.HasField("filter") else ""
-        records = self._images().list(wanted)
-        return api_pb2.ListImagesResponse(images=[image_message(r) for r in records])
+        images = self._images()
+        records = images.list(wanted)
+        return api_pb2.ListImagesResponse(images=[image_message(r, images.is_pinned(r)) for r in records])
 
     async def StreamImages(
         self, request: api_pb2.StreamImagesRequest, context: Context
     ) -> AsyncIterator[api_pb2.StreamImagesResponse]:
         """ListImages in batches, each image in exactly one batch (no empty batch is sent)."""
         wanted = request.filter.image.image if request.HasField("filter") else ""
-        records = self._images().list(wanted)
+        images = self._images()
+        records = images.list(wanted)
         for start in range(0, len(records), STREAM_BATCH):
             batch = records[start : start + STREAM_BATCH]
-            yield api_pb2.StreamImagesResponse(images=[image_message(r) for r in batch])
+            yield api_pb2.StreamImagesResponse(images=[image_message(r, images.is_pinned(r)) for r in batch])
 
     async def RemoveImage(
         self, request: api_pb2.RemoveImageRequest, context: Context

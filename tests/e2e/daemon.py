@@ -180,6 +180,10 @@ def make_config(workdir: Path, overrides: dict[str, Any] | None = None) -> dict[
         "cgroup_parent": f"/cri-py-e2e-{workdir.name}",
         "cni": {"conf_dir": str(conf_dir), "bin_dirs": ["/usr/lib/cni"], "cache_dir": str(cni_dir / "cache")},
         "streaming": {"address": "127.0.0.1", "port": 0},
+        # the host's /etc/containers files (registries.conf, auth.json, policy.json) stay out
+        "registries_conf": "",
+        "auth_file": "",
+        "signature_policy": "",
     }
     for key, value in (overrides or {}).items():
         if isinstance(value, dict) and isinstance(config.get(key), dict):

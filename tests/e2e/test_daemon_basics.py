@@ -185,7 +185,7 @@ def test_sighup_reloads_log_level_and_registries(cri: Daemon) -> None:
     assert "127.0.0.1:5999" in line
     status = cri.runtime.Status(api_pb2.StatusRequest(verbose=True))
     assert json.loads(status.info["config"])["registries"] == {
-        "127.0.0.1:5999": {"insecure": True, "mirrors": [], "mirror_only": False}
+        "127.0.0.1:5999": {"insecure": True, "mirror_only": False}
     }
 
 

@@ -120,17 +120,18 @@ def test_endpoint_rules() -> None:
             "insecure.example": RegistryConfig(insecure=True),
         }
     )
-    [only] = endpoints_for(cfg, "docker.io")
+    [only] = endpoints_for(cfg, parse("busybox"))
     assert (only.host, only.scheme, only.mirror) == ("127.0.0.1:5000", "http", True)
+    assert only.ref.path == "library/busybox"
     assert only.may_use_http and not only.insecure
-    [hub] = endpoints_for(Config(), "docker.io")
+    [hub] = endpoints_for(Config(), parse("busybox"))
     assert hub.host == "registry-1.docker.io" and not hub.insecure
-    assert endpoints_for(cfg, "insecure.example")[0].insecure
+    assert endpoints_for(cfg, parse("insecure.example/app"))[0].insecure
     # loopback may fall back to plain http, but its certificates are still checked
-    local = endpoints_for(Config(), "localhost:5000")[0]
+    local = endpoints_for(Config(), parse("localhost:5000/app"))[0]
     assert local.may_use_http and not local.insecure
-    assert endpoints_for(Config(), "127.0.0.1:5000")[0].may_use_http
-    assert not endpoints_for(Config(), "quay.io")[0].may_use_http
+    assert endpoints_for(Config(), parse("127.0.0.1:5000/app"))[0].may_use_http
+    assert not endpoints_for(Config(), parse("quay.io/app"))[0].may_use_http
 
 
 def test_challenges_parse() -> None:
