@@ -25,6 +25,8 @@ CREATE_TIMEOUT = 240.0
 EXEC_OUTPUT_CAP = 16 * 1024 * 1024
 # how long a timed-out ExecSync waits for the runtime to report the command it started
 RUNTIME_START_GRACE = 10.0
+# how long a timed-out ExecSync waits for its killed command to be reaped
+REAP_TIMEOUT = 10.0
 
 
 @dataclass(frozen=True)
@@ -298,6 +300,11 @@ class OciRuntime:
                     pid = await _started_pid(proc, pid_file)
                 _kill_command(proc.pid, pid)
                 await self._kill_in_sandbox(cid, internal_pid_file)
+                # answer only once the command is gone: reaped, not even a zombie that a
+                # `ps` or `pgrep` in the container would still list
+                if pid > 0:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(exits.wait_child_status(pid), REAP_TIMEOUT)
             except BaseException:
                 _kill_command(proc.pid, pid)
                 await asyncio.shield(self._kill_in_sandbox(cid, internal_pid_file))

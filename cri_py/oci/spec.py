@@ -213,6 +213,9 @@ def container_spec(
         list(sc.capabilities.add_capabilities), list(sc.capabilities.drop_capabilities), privileged
     )
     caps = [c for c in caps if c in host.capabilities]
+    if sc.HasField("run_as_group") and not sc.HasField("run_as_user") and not sc.run_as_username:
+        # the CRI: run_as_group only with run_as_user or run_as_username, else the runtime MUST error
+        raise InvalidArgument("run_as_group is set without run_as_user or run_as_username")
     user = resolve_user(
         rootfs,
         uid=sc.run_as_user.value if sc.HasField("run_as_user") else None,

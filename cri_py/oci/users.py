@@ -12,7 +12,7 @@ from cri_py.errors import InvalidArgument
 class ResolvedUser:
     uid: int
     gid: int
-    additional_gids: list[int] = field(default_factory=list)
+    additional_gids: list[int] = field(default_factory=list)  # sorted, the primary gid included
     username: str = ""
 
 
@@ -75,14 +75,12 @@ def resolve_user(
             name = entries[0][0]
             primary = int(entries[0][3])
     final_gid = gid if gid is not None else primary
-    extra: list[int] = []
+    # the process's groups as the kernel will hold them (and ContainerStatus reports them):
+    # the primary group, under the Merge policy the groups /etc/group lists the user in, the
+    # pod's supplemental groups; sorted
+    extra = {final_gid, *supplemental}
     if not strict and name:
-        # Merge policy: the groups /etc/group lists the user in
         for g in groups:
             if len(g) >= 4 and name in g[3].split(",") and g[2].isdigit():
-                extra.append(int(g[2]))
-    for g_id in supplemental:
-        if g_id not in extra:
-            extra.append(g_id)
-    extra = [g for g in extra if g != final_gid]
-    return ResolvedUser(uid, final_gid, extra, name)
+                extra.add(int(g[2]))
+    return ResolvedUser(uid, final_gid, sorted(extra), name)

@@ -158,6 +158,9 @@ def test_exec_sync_output_exit_code_and_timeout(cri: Any, registry: TestRegistry
     assert out.exit_code != 0 and time.monotonic() - began < 8
     left = exec_sync(cri, cid, ["sh", "-c", "ps -o args | grep -v grep | grep 'sleep 4321' || true"])
     assert left.stdout == b""
+    # killed and reaped before the answer: not even a zombie left (`ps` shows those as [sleep])
+    zombies = exec_sync(cri, cid, ["sh", "-c", "cat /proc/[0-9]*/stat | awk '$3 == \"Z\"'"])
+    assert zombies.stdout == b""
     with pytest.raises(grpc.RpcError) as err:
         exec_sync(cri, "f" * 64, ["true"])
     assert err.value.code() == grpc.StatusCode.NOT_FOUND

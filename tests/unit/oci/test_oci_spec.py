@@ -83,7 +83,7 @@ def test_environment_image_then_config() -> None:
 def test_default_spec_is_confined(tmp_path: Path) -> None:
     spec = _spec(tmp_path, api_pb2.ContainerConfig(command=["/bin/true"]))
     proc = spec["process"]
-    assert proc["user"] == {"uid": 0, "gid": 0, "username": "root"}
+    assert proc["user"] == {"uid": 0, "gid": 0, "additionalGids": [0], "username": "root"}
     assert sorted(proc["capabilities"]["bounding"]) == sorted(security.DEFAULT_CAPABILITIES)
     linux = spec["linux"]
     assert linux["cgroupsPath"] == f"/kubepods/pod1/cri-py-{CID}"
@@ -109,11 +109,21 @@ def test_user_by_name_with_groups_and_strict_policy(tmp_path: Path) -> None:
     cfg.linux.security_context.supplemental_groups.append(3000)
     spec = _spec(tmp_path, cfg)
     assert spec["process"]["user"]["uid"] == 1000 and spec["process"]["user"]["gid"] == 1000
-    assert spec["process"]["user"]["additionalGids"] == [2000, 3000]
+    # the primary group, the image's memberships (Merge) and the pod's groups, sorted
+    assert spec["process"]["user"]["additionalGids"] == [1000, 2000, 3000]
     # a non-root user starts with no effective capabilities
     assert spec["process"]["capabilities"]["effective"] == []
     cfg.linux.security_context.supplemental_groups_policy = api_pb2.Strict
-    assert _spec(tmp_path / "s", cfg)["process"]["user"]["additionalGids"] == [3000]
+    assert _spec(tmp_path / "s", cfg)["process"]["user"]["additionalGids"] == [1000, 3000]
+
+
+def test_run_as_group_needs_a_user(tmp_path: Path) -> None:
+    cfg = api_pb2.ContainerConfig(command=["/x"])
+    cfg.linux.security_context.run_as_group.value = 2000
+    with pytest.raises(InvalidArgument, match="run_as_group"):
+        _spec(tmp_path, cfg)
+    cfg.linux.security_context.run_as_username = "web"
+    assert _spec(tmp_path / "n", cfg)["process"]["user"]["gid"] == 2000
 
 
 def test_image_user_and_unknown_user(tmp_path: Path) -> None:
