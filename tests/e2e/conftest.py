@@ -7,7 +7,7 @@ import os
 import shutil
 import subprocess
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, TextIO
 
 import pytest
 
@@ -34,25 +34,34 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 E2E_LOCK = "/run/lock/cri-py-e2e.lock"
 
 
-@pytest.fixture(scope="session", autouse=True)
-def one_e2e_session_per_host() -> Iterator[None]:
+E2E_LOCK_FILE = pytest.StashKey[TextIO]()
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
     """The suite's bridge, subnet and guard rule are fixed names: two sessions on one host (two
-    checkouts, say) would tear down each other's network, so the second waits for the first."""
+    checkouts, say) would tear down each other's network, so the second waits for the first.
+    It waits here, before any test runs: a fixture's wait would count against the first
+    test's timeout."""
     if os.geteuid() != 0:
-        yield
         return
     os.makedirs(os.path.dirname(E2E_LOCK), exist_ok=True)
-    with open(E2E_LOCK, "w") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            print(f"\ne2e: waiting for another end-to-end session on this host ({E2E_LOCK})", flush=True)
-            fcntl.flock(lock, fcntl.LOCK_EX)
-        yield
+    lock = open(E2E_LOCK, "w")  # noqa: SIM115 - held until the session finishes
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        print(f"\ne2e: waiting for another end-to-end session on this host ({E2E_LOCK})", flush=True)
+        fcntl.flock(lock, fcntl.LOCK_EX)
+    session.stash[E2E_LOCK_FILE] = lock
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    lock = session.stash.get(E2E_LOCK_FILE, None)
+    if lock is not None:
+        lock.close()
 
 
 @pytest.fixture(scope="session", autouse=True)
-def pod_network_guard(one_e2e_session_per_host: None) -> Iterator[None]:
+def pod_network_guard() -> Iterator[None]:
     """Pods on the suite's bridge may talk to each other and nothing else (see this-machine.md)."""
     if os.geteuid() != 0 or shutil.which("iptables") is None:
         yield
