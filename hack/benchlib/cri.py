@@ -158,7 +158,9 @@ class CriClient:
 
     # what kubelet polls
     def pod_status(self, pod_id: str) -> None:
-        self.runtime.PodSandboxStatus(api_pb2.PodSandboxStatusRequest(pod_sandbox_id=pod_id), timeout=RPC_TIMEOUT)
+        self.runtime.PodSandboxStatus(
+            api_pb2.PodSandboxStatusRequest(pod_sandbox_id=pod_id), timeout=RPC_TIMEOUT
+        )
 
     def container_status(self, container_id: str) -> None:
         self.runtime.ContainerStatus(

@@ -43,7 +43,7 @@ _HOST_PATHS = (
 _MADE_NOTE = "host-paths-made"
 
 
-def crio_config(workdir: Path, pause_image: str, pinns: Path) -> str:
+def crio_config(workdir: Path, pause_image: str, pinns: Path, runtime: str = RUNC) -> str:
     return f"""[crio]
 root = "{workdir}/storage"
 runroot = "{workdir}/run/storage"
@@ -70,7 +70,7 @@ irqbalance_config_restore_file = "disable"
 log_to_journald = false
 
 [crio.runtime.runtimes.runc]
-runtime_path = "{RUNC}"
+runtime_path = "{runtime}"
 runtime_type = "oci"
 runtime_root = "{workdir}/runc"
 monitor_path = "{CONMON}"
@@ -78,6 +78,8 @@ monitor_cgroup = "pod"
 
 [crio.image]
 pause_image = "{pause_image}"
+# the pause image's own entrypoint (ours is catatonit, not /pause)
+pause_command = ""
 signature_policy = "{workdir}/policy.json"
 signature_policy_dir = "{workdir}/policies"
 namespaced_auth_dir = "{workdir}/auth"
@@ -121,6 +123,7 @@ class CrioPeer:
         net: BenchNet,
         mirrors: tuple[str, ...] = (),
         build: bool = True,
+        clamp_oom: bool = False,
     ) -> None:
         self.workdir = workdir.resolve()
         self.registry_host = registry_host
@@ -128,6 +131,9 @@ class CrioPeer:
         self.net = net
         self.mirrors = mirrors
         self._build = build
+        # runc behind runc-oom-clamp (hack/peers/runc-oom-clamp.c): negative OOM score adjustments
+        # become 0, as containerd's restrict_oom_score_adj does, for hosts without CAP_SYS_RESOURCE
+        self.clamp_oom = clamp_oom
         self.pid = 0
         self._proc: subprocess.Popen[bytes] | None = None
 
@@ -143,7 +149,8 @@ class CrioPeer:
         w = self.workdir
         for sub in ("crio.conf.d", "registries.conf.d", "run", "pod-logs"):
             (w / sub).mkdir(parents=True, exist_ok=True)
-        (w / "crio.conf").write_text(crio_config(w, self.pause_image, bin_dir / "pinns"))
+        runtime = str(bin_dir / "runc-oom-clamp") if self.clamp_oom else RUNC
+        (w / "crio.conf").write_text(crio_config(w, self.pause_image, bin_dir / "pinns", runtime))
         (w / "registries.conf").write_text(registries_conf(self.registry_host, self.mirrors))
         (w / "storage.conf").write_text(storage_conf(w))
         (w / "policy.json").write_text(json.dumps({"default": [{"type": "insecureAcceptAnything"}]}))

@@ -32,6 +32,7 @@ class CriPyDaemon:
         cgroup_parent: str,
         log_level: str = "info",
         wrapper: list[str] | None = None,
+        mirrors: tuple[str, ...] = (),
     ) -> None:
         self.workdir = workdir.resolve()
         self.registry_host = registry_host
@@ -40,6 +41,8 @@ class CriPyDaemon:
         self.log_level = log_level
         # e.g. py-spy record ... -- : the daemon runs under it (then pid is the wrapper's child)
         self.wrapper = wrapper or []
+        # upstream hosts (registry.k8s.io, ...) served by the local registry
+        self.mirrors = mirrors
         self.pid = 0
         self._proc: subprocess.Popen[bytes] | None = None
 
@@ -64,7 +67,13 @@ class CriPyDaemon:
                 "cache_dir": str(self.workdir / "cni-cache"),
             },
             "streaming": {"address": "127.0.0.1", "port": 0},
-            "registries": {self.registry_host: {"insecure": True}},
+            "registries": {
+                self.registry_host: {"insecure": True},
+                **{
+                    host: {"mirrors": [f"http://{self.registry_host}"], "mirror_only": True, "insecure": True}
+                    for host in self.mirrors
+                },
+            },
         }
 
     def start(self) -> None:

@@ -1,17 +1,23 @@
-"""Measure a CRI runtime, or compare cri-py with containerd's CRI in one run.
+"""Measure a CRI runtime, or compare cri-py with containerd 2.x and CRI-O in one run.
 
-    hack/bench --compare [--n 20] [--warmup 3] [--write-docs] [--profile]
+    hack/bench --compare [--n 20] [--warmup 3] [--pods 110] [--debian-containerd] [--write-docs] [--profile]
+    hack/bench --node [--node-pods 110] [--poll-seconds 120] [--write-docs]
+    hack/bench --critest [--write-docs]
     hack/bench --spans [--n 20]                  where cri-py's time goes, per RPC
     hack/bench --endpoint unix:///run/x.sock --busybox-image REF [--big-image REF]
                [--daemon-pid PID --monitor-marker DIR]
     hack/bench --render bench-results/latest.json [--write-docs]
 
 --compare starts a local test registry (hack/test-registry, images from hack/build-test-images),
-cri-py (.venv/bin/cri-py serve with a temp config) and containerd (hack/peer-containerd's
-setup), each with its own bridge and /24 in 10.251.0.0/16 behind an iptables FORWARD guard,
-measures the floors (runc and the CNI bridge plugin run by hand), then every CRI measure in one
-rotation over both runtimes and the floor, prints one table and writes JSON + Markdown to
-bench-results/. Everything it made is removed at the end, also after a failure or SIGTERM.
+cri-py (.venv/bin/cri-py serve with a temp config), containerd 2.x and CRI-O (built by
+hack/peers/build when absent; hack/peer-containerd's and hack/peer-crio's set-up), each with its
+own bridge and /24 in 10.251.0.0/16 behind an iptables FORWARD guard, measures the floors (runc
+and the CNI bridge plugin run by hand), then every CRI measure in one rotation over the runtimes
+and the floor, prints one table (every ratio against each peer and the best of them) and writes
+JSON + Markdown to bench-results/. --node measures the three at kubelet's 110 pods: memory, List
+and status latencies, the daemons' CPU under a kubelet-shaped polling load, and (with hack/node)
+a Deployment through the real kubelet. --critest runs cri-tools' `critest -benchmark` against
+each. Everything a run made is removed at the end, also after a failure or SIGTERM.
 """
 
 from __future__ import annotations
@@ -21,41 +27,32 @@ import contextlib
 import datetime
 import json
 import os
-import shutil
 import signal
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from benchlib import report
+from benchlib import docs, report
+from benchlib.compare import (
+    FLOOR_OF,
+    MEASURES,
+    bench_workdir,
+    compare,
+    floor_kit,
+    run_floors,
+    run_measures,
+)
 from benchlib.cri import CriClient
 from benchlib.cripy import CriPyDaemon
-from benchlib.floors import PULL_MEASURE, CniFloor, RuncFloor, collect, interleaved_floors
-from benchlib.images import push_bench_images
+from benchlib.floors import interleaved_floors
 from benchlib.measure import Bench, Target
 from benchlib.network import add_guard, bench_net, remove_guard
-from benchlib.peer import ContainerdPeer
 from benchlib.registry import LocalRegistry
-from benchlib.stats import summarize
-from benchlib.util import mounts_under, pids_mentioning, remove_cgroup_tree
+from benchlib.runtimes import leftovers
+from benchlib.util import log
 
 REPO = Path(__file__).resolve().parents[2]
-MEASURES = ("pull", "run", "create", "lifecycle", "exec", "throughput", "pods")
-# which floor each CRI measure is compared with (composite floors are sums of p50s)
-FLOOR_OF = {
-    "RunPodSandbox": "netns + CNI ADD + runc run -d",
-    "CreateContainer+StartContainer": "runc run -d",
-    "full lifecycle": "2 x runc run/kill/delete + netns + CNI ADD/DEL",
-    "ExecSync true": "runc exec true",
-    PULL_MEASURE: "skopeo copy to a dir",
-}
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -63,7 +60,15 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         prog="hack/bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     mode = parser.add_mutually_exclusive_group(required=True)
-    mode.add_argument("--compare", action="store_true", help="start cri-py and containerd and compare them")
+    mode.add_argument(
+        "--compare", action="store_true", help="start cri-py, containerd 2.x and CRI-O and compare them"
+    )
+    mode.add_argument(
+        "--node",
+        action="store_true",
+        help="the three at kubelet's max-pods: memory, List/status latency, CPU under polling, kubelet",
+    )
+    mode.add_argument("--critest", action="store_true", help="critest -benchmark against the three")
     mode.add_argument("--endpoint", help="measure one running CRI endpoint (unix:///path)")
     mode.add_argument(
         "--render", type=Path, help="print (and with --write-docs publish) a saved result JSON again"
@@ -75,7 +80,37 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument("--n", type=int, default=20, help="measured iterations per latency measure")
     parser.add_argument("--warmup", type=int, default=3, help="unmeasured iterations first")
-    parser.add_argument("--pods", type=int, default=50, help="pods (1 container each) for List and memory")
+    parser.add_argument(
+        "--pods",
+        type=int,
+        default=110,
+        help="pods (1 container each) for List and memory (kubelet's max-pods)",
+    )
+    parser.add_argument(
+        "--debian-containerd",
+        action="store_true",
+        help="--compare/--node: Debian's containerd 1.6 as a fourth column (no target is set against it)",
+    )
+    parser.add_argument(
+        "--node-n", type=int, default=200, help="--node: samples per latency measure at 110 pods"
+    )
+    parser.add_argument(
+        "--poll-seconds", type=float, default=120, help="--node: the polling load per runtime"
+    )
+    parser.add_argument(
+        "--no-kubelet", action="store_true", help="--node: skip the Deployment through the real kubelet"
+    )
+    parser.add_argument(
+        "--kubelet-runtimes",
+        default="cri-py,containerd",
+        help="--node: the runtimes kubelet runs the Deployment on (comma-separated)",
+    )
+    parser.add_argument("--replicas", type=int, default=30, help="--node: the Deployment's replicas")
+    parser.add_argument("--critest-n", type=int, default=20, help="--critest: samples per benchmark")
+    parser.add_argument("--critest-parallel", type=int, default=2, help="--critest: samples in parallel")
+    parser.add_argument(
+        "--critest-rounds", type=int, default=1, help="--critest: runs per runtime (rotating)"
+    )
     parser.add_argument("--throughput-total", type=int, default=30)
     parser.add_argument("--throughput-concurrency", type=int, default=10)
     parser.add_argument("--pull-n", type=int, default=3, help="cold pulls of the 100 MB image")
@@ -104,7 +139,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="--compare/--spans: run cri-py under this Python file (it gets `<cri-py> serve --config F`), "
         "to measure a patch before editing the daemon",
     )
-    parser.add_argument("--write-docs", action="store_true", help="--compare: also write docs/benchmarks.md")
+    parser.add_argument(
+        "--write-docs",
+        action="store_true",
+        help="--compare/--node/--critest: also write this mode's part of docs/benchmarks.md",
+    )
     parser.add_argument("--out", type=Path, default=REPO / "bench-results")
     parser.add_argument("--workdir-base", type=Path, default=Path("/var/tmp"))
     args = parser.parse_args(argv)
@@ -114,183 +153,6 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     if args.endpoint and not args.busybox_image:
         parser.error("--endpoint needs --busybox-image")
     return args
-
-
-@contextlib.contextmanager
-def floor_kit(workdir: Path, cgroup_parent: str) -> Iterator[tuple[RuncFloor, CniFloor]]:
-    """A prepared runc bundle with a running exec container, and the CNI floor's own network."""
-    runc_floor = RuncFloor(workdir / "floor-runc", cgroup_parent)
-    cni_floor = CniFloor(workdir / "floor-cni", bench_net("floor", 3, workdir / "floor-cni"))
-    try:
-        runc_floor.prepare()
-        runc_floor.start_exec_container()
-        yield runc_floor, cni_floor
-        runc_floor.stop_exec_container()
-    finally:
-        runc_floor.cleanup()
-        cni_floor.cleanup()
-
-
-def run_floors(
-    runc_floor: RuncFloor, cni_floor: CniFloor, n: int, warmup: int
-) -> tuple[dict[str, float], dict[str, Any]]:
-    log("floors: runc and the CNI bridge plugin run directly")
-    detail: dict[str, Any] = {}
-    for key, values in collect(n, warmup, runc_floor.run_kill_delete).items():
-        detail[f"runc {key}"] = summarize(values)
-    detail["runc exec true"] = summarize(collect(n, warmup, lambda: {"t": runc_floor.exec_once()})["t"])
-    for key, values in collect(n, warmup, cni_floor.once).items():
-        detail[f"cni {key}"] = summarize(values)
-    p50 = {k: v.p50 for k, v in detail.items() if v is not None}
-    floors = {
-        "runc run -d": p50["runc run"],
-        "runc exec true": p50["runc exec true"],
-        "netns + CNI ADD + runc run -d": p50["cni netns"] / 2 + p50["cni add"] + p50["runc run"],
-        "2 x runc run/kill/delete + netns + CNI ADD/DEL": 2 * p50["runc total"]
-        + p50["cni netns"]
-        + p50["cni add_del"],
-    }
-    for key, summary in detail.items():
-        assert summary is not None
-        log(
-            f"  {key:20s} p50 {summary.p50 * 1000:.1f} ms (min {summary.min * 1000:.1f}, "
-            f"p95 {summary.p95 * 1000:.1f})"
-        )
-    return floors, {k: v.to_dict() for k, v in detail.items() if v is not None}
-
-
-def run_measures(bench: Bench, args: argparse.Namespace) -> None:
-    only = set(args.only.split(","))
-    try:
-        if "pull" in only and all(t.big_image for t in bench.targets):
-            bench.pull(args.pull_n)
-        if "run" in only:
-            bench.run_pod_sandbox()
-        if "create" in only:
-            bench.create_start()
-        if "lifecycle" in only:
-            bench.lifecycle()
-        if "exec" in only:
-            bench.exec_sync()
-        if "throughput" in only:
-            bench.throughput(args.throughput_total, args.throughput_concurrency)
-        if "pods" in only:
-            bench.many_pods(args.pods)
-    finally:
-        bench.cleanup()
-
-
-def leftovers(workdir: Path, cgroup_parent: str, bridges: list[str]) -> list[str]:
-    found = [f"mount {m}" for m in mounts_under(workdir)]
-    found += [f"process {p}" for p in pids_mentioning(str(workdir)) if p != os.getpid()]
-    found += [f"cgroup {c}" for c in remove_cgroup_tree(cgroup_parent)]
-    found += [f"bridge {b}" for b in bridges if Path(f"/sys/class/net/{b}").exists()]
-    return found
-
-
-@contextlib.contextmanager
-def bench_workdir(base: Path) -> Iterator[Path]:
-    base.mkdir(parents=True, exist_ok=True)
-    workdir = Path(tempfile.mkdtemp(prefix="cri-bench-", dir=base)).resolve()
-    try:
-        yield workdir
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-
-
-def compare(args: argparse.Namespace) -> dict[str, Any]:
-    started = time.monotonic()
-    cgroup_parent = f"/cri-bench-{os.getpid()}"
-    result: dict[str, Any] = {
-        "loadavg_start": Path("/proc/loadavg").read_text().split()[:3],
-        "mode": "compare",
-        "n": args.n,
-        "warmup": args.warmup,
-        "pods": args.pods,
-        "started": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-    }
-    with bench_workdir(args.workdir_base) as workdir:
-        registry = LocalRegistry(workdir / "registry")
-        net_py, net_ctd = bench_net("cripy", 1, workdir), bench_net("ctrd", 2, workdir)
-        cripy: CriPyDaemon | None = None
-        peer: ContainerdPeer | None = None
-        clients: list[CriClient] = []
-        stack = contextlib.ExitStack()
-        add_guard()
-        try:
-            registry.start()
-            log(f"registry on {registry.host}; building and pushing the test images")
-            images = push_bench_images(registry)
-            result["images"] = {"busybox": images.busybox, "pause": images.pause, "big": images.big}
-            floors: dict[str, float] = {}
-            kit = stack.enter_context(floor_kit(workdir, cgroup_parent)) if not args.no_floors else None
-            if kit is not None:
-                floors, result["floors_detail"] = run_floors(*kit, args.n, args.warmup)
-            result["floors"] = floors
-            wrapper = []
-            if args.profile:
-                args.out.mkdir(parents=True, exist_ok=True)
-                result["profile"] = str(args.out / "cri-py-profile.speedscope.json")
-                wrapper = [
-                    str(REPO / ".venv/bin/py-spy"),
-                    "record",
-                    "--nonblocking",
-                    "--format",
-                    "speedscope",
-                    "--rate",
-                    "200",
-                    "-o",
-                    result["profile"],
-                    "--",
-                ]
-            if args.cri_py_wrapper:
-                wrapper += [sys.executable, str(args.cri_py_wrapper.resolve())]
-                result["cri_py_wrapper"] = str(args.cri_py_wrapper)
-            cripy = CriPyDaemon(workdir / "cri-py", registry.host, net_py, cgroup_parent, wrapper=wrapper)
-            cripy.start()
-            peer = ContainerdPeer(workdir / "containerd", registry.host, images.pause, net_ctd)
-            peer.start()
-            log(f"cri-py pid {cripy.pid} on {cripy.endpoint}; containerd pid {peer.pid} on {peer.endpoint}")
-            targets = []
-            for name, endpoint, pid, marker in (
-                ("cri-py", cripy.endpoint, cripy.pid, cripy.workdir),
-                ("containerd", peer.endpoint, peer.pid, peer.workdir),
-            ):
-                client = CriClient(endpoint, images.busybox, workdir / "pod-logs" / name, cgroup_parent)
-                clients.append(client)
-                client.wait_ready()
-                targets.append(Target(name, client, pid, [str(marker)], images.big))
-            result["versions"] = {t.name: t.client.version() for t in targets}
-            for target in targets:
-                t0 = time.perf_counter()
-                target.client.pull(images.busybox)
-                log(f"  {target.name}: pulled busybox in {(time.perf_counter() - t0) * 1000:.0f} ms")
-            peer_client = targets[1].client
-            peer_client.pull(images.pause)
-            floors = interleaved_floors(*kit, pull_ref=images.big, workdir=workdir) if kit else None
-            bench = Bench(targets, args.n, args.warmup, log, floors)
-            run_measures(bench, args)
-            result["results"] = bench.results
-        finally:
-            stack.close()
-            for client in clients:
-                client.close()
-            if cripy is not None:
-                cripy.stop()
-            if peer is not None:
-                peer.stop()
-            registry.stop()
-            for net in (net_py, net_ctd):
-                net.remove_bridge()
-            remove_guard()
-            left = leftovers(workdir, cgroup_parent, [net_py.bridge, net_ctd.bridge])
-            result["leftovers"] = left
-            if left:
-                log(f"LEFT BEHIND: {left}")
-    result["wall_s"] = time.monotonic() - started
-    result["machine"] = report.machine()
-    result["loadavg_end"] = Path("/proc/loadavg").read_text().split()[:3]
-    return result
 
 
 def single(args: argparse.Namespace) -> dict[str, Any]:
@@ -374,84 +236,51 @@ def spans_mode(args: argparse.Namespace) -> int:
     return 1 if left else 0
 
 
-def render(result: dict[str, Any], args: argparse.Namespace) -> tuple[list[str], list[str]]:
-    names = list(result.get("versions", {}).keys()) or ["cri-py", "containerd"]
+def render(result: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """The terminal table and the docs section of a saved result, whatever its mode."""
+    if result.get("mode") == "node":
+        from benchlib import node
+
+        return node.render(result)
+    if result.get("mode") == "critest":
+        from benchlib import critest
+
+        return critest.render(result)
+    names = list(result.get("versions", {}).keys()) or ["cri-py"]
     rows = report.build_rows(result.get("results", {}), result.get("floors", {}), FLOOR_OF, names)
     result["rows"] = rows
     text = report.table_lines(rows, names, markdown=False)
-    md = report.table_lines(rows, names, markdown=True)
-    md += ["", "Each latency as min / p50 / p95 / max in ms:", "", *report.detail_lines(rows, names)]
+    md = compare_section(result, rows, names) if result.get("mode") == "compare" else []
     return text, md
 
 
-def docs_page(result: dict[str, Any], md: list[str], argv: list[str]) -> str:
-    machine = result["machine"]
+def compare_section(result: dict[str, Any], rows: list[report.Row], names: list[str]) -> list[str]:
     floors = result.get("floors_detail", {})
-    floor_lines = [
-        f"| {k} | {v['p50'] * 1000:.1f} | {v['min'] * 1000:.1f} | {v['p95'] * 1000:.1f} |"
-        for k, v in floors.items()
+    return [
+        "## Compare: one rotation of cri-py, containerd 2.x and CRI-O",
+        "",
+        docs.run_line(result, result.get("argv", [])),
+        f"N={result['n']}, warm-up {result['warmup']}, {result.get('pods')} pods for List and memory.",
+        "",
+        docs.versions_line(result),
+        "",
+        "p50 per runtime; `cri-py/<peer>` the ratio to each peer; `vs best peer` the ratio the target is "
+        "set on; floor = the same work done by hand with runc and the CNI bridge plugin, timed in the "
+        "same rotation.",
+        "",
+        *report.table_lines(rows, names, markdown=True),
+        "",
+        "Each latency as min / p50 / p95 / max in ms:",
+        "",
+        *report.detail_lines(rows, names),
+        "",
+        "Floors measured on their own before the rotations (ms): "
+        + "; ".join(f"{k} {v['p50'] * 1000:.1f}" for k, v in floors.items())
+        + ". RunPodSandbox's floor = half a netns add+delete + CNI bridge ADD + `runc run -d`; Create+Start = "
+        "`runc run -d` of busybox `sleep 3600`; full lifecycle = netns + CNI ADD + DEL + 2 x (`runc run -d` + "
+        "SIGKILL + wait + `runc delete`); ExecSync = `runc exec <id> true`; PullImage = `skopeo copy` to a "
+        "directory (download and digest checks, no unpacking).",
     ]
-    versions = ", ".join(f"{k}: {v}" for k, v in result.get("versions", {}).items())
-    return (
-        "\n".join(
-            [
-                "# Benchmarks: cri-py against containerd's CRI",
-                "",
-                f"Latest run: {result['started']}, `hack/bench {' '.join(argv)}` "
-                f"(N={result['n']}, warm-up {result['warmup']}, {result.get('pods', 50)} pods), "
-                f"wall time {result['wall_s']:.0f} s; load average (1/5/15 min) "
-                f"{'/'.join(result.get('loadavg_start', []))} at the start, "
-                f"{'/'.join(result.get('loadavg_end', []))} at the end.",
-                "",
-                f"Machine: {machine['os']}, kernel {machine['kernel']}, {machine['cpu']}, {machine['memory']}; "
-                f"{machine['runc']}; {machine['conmon']}; {machine['containerd']}; Python {machine['python']}.",
-                f"Runtimes: {versions}.",
-                "",
-                "## Results (p50; ratio = cri-py / containerd; floor = what runc and CNI take run by hand)",
-                "",
-                *md,
-                "",
-                "## Floors (ms)",
-                "",
-                "| floor | p50 | min | p95 |",
-                "|---|---|---|---|",
-                *floor_lines,
-                "",
-                "This table was measured before the runtimes started. The floor column of the results is "
-                "measured again inside each measure's rotation, doing the same work by hand: RunPodSandbox = "
-                "half of a netns add+delete + CNI bridge ADD + `runc run -d` (a pause process); "
-                "Create+Start = `runc run -d` of busybox `sleep 3600`; full lifecycle = netns + CNI ADD + DEL + "
-                "2 x (`runc run -d` + SIGKILL + wait for the exit + `runc delete`), a pod with a pause process "
-                "and one container; ExecSync = `runc exec <id> true`.",
-                "",
-                "## Reproduce",
-                "",
-                "```",
-                "make install                          # the venv and the Debian packages",
-                "hack/bench --compare --write-docs     # as root; ~2 min here (make bench: the same without docs)",
-                "hack/bench --spans --n 20             # cri-py's RPCs broken down (subprocesses, threads, loop stalls)",
-                "hack/bench --compare --profile        # cri-py under py-spy record (pip install py-spy into .venv)",
-                "hack/bench --compare --cri-py-wrapper hack/benchlib/prototypes.py   # the prototyped fixes",
-                "hack/bench --endpoint unix:///run/x.sock --busybox-image REF      # any running CRI endpoint",
-                "```",
-                "",
-                "What the bench does: see the README section and `hack/bench --help`. Both runtimes run at the "
-                "same time, each with its own root, socket, bridge and /24, the same runc, CNI plugins, registry "
-                "and images; every latency measure runs its iterations in one rotation over the two and the floor. Memory is the RSS "
-                "(and PSS) of the daemon plus every monitor it started (conmon / containerd-shim), found by "
-                "walking the process tree and matching the monitors' command lines to the daemon's directories; "
-                "container processes (pause, sleep) are not counted.",
-                "",
-                *NOTES,
-            ]
-        )
-        + "\n"
-    )
-
-
-# findings written by hand after reading the profile; kept in the page across runs
-NOTES_FILE = REPO / "hack" / "benchlib" / "notes.md"
-NOTES = NOTES_FILE.read_text().splitlines() if NOTES_FILE.exists() else []
 
 
 def main(argv: list[str]) -> int:
@@ -465,24 +294,32 @@ def main(argv: list[str]) -> int:
         return spans_mode(args)
     if args.render:
         result = json.loads(args.render.read_text())
-        text, md = render(result, args)
+        text, md = render(result)
         print("\n".join(text))
-        if args.write_docs and result.get("mode") == "compare":
-            (REPO / "docs" / "benchmarks.md").write_text(docs_page(result, md, result.get("argv", [])))
-            log("wrote docs/benchmarks.md")
+        if args.write_docs and md:
+            log(f"wrote {docs.write_section(result['mode'], md)}")
         return 0
-    result = compare(args) if args.compare else single(args)
+    if args.compare:
+        result = compare(args)
+    elif args.node:
+        from benchlib import node
+
+        result = node.run(args)
+    elif args.critest:
+        from benchlib import critest
+
+        result = critest.run(args)
+    else:
+        result = single(args)
     result["argv"] = argv
-    text, md = render(result, args)
+    text, md = render(result)
     print("\n".join(text))
     args.out.mkdir(parents=True, exist_ok=True)
     stamp = result["started"].replace(":", "").replace("+0000", "Z")
-    (args.out / f"bench-{stamp}.json").write_text(json.dumps(result, indent=2, default=str))
-    (args.out / f"bench-{stamp}.md").write_text("\n".join(md) + "\n")
-    (args.out / "latest.json").write_text(json.dumps(result, indent=2, default=str))
-    log(f"wrote {args.out}/bench-{stamp}.json and .md ({result['wall_s']:.0f} s)")
-    if args.write_docs and args.compare:
-        (REPO / "docs").mkdir(exist_ok=True)
-        (REPO / "docs" / "benchmarks.md").write_text(docs_page(result, md, argv))
-        log("wrote docs/benchmarks.md")
+    mode = result["mode"]
+    (args.out / f"{mode}-{stamp}.json").write_text(json.dumps(result, indent=2, default=str))
+    (args.out / f"latest-{mode}.json").write_text(json.dumps(result, indent=2, default=str))
+    log(f"wrote {args.out}/{mode}-{stamp}.json ({result['wall_s']:.0f} s)")
+    if args.write_docs and md:
+        log(f"wrote {docs.write_section(mode, md)}")
     return 1 if result.get("leftovers") else 0

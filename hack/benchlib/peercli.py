@@ -22,7 +22,8 @@ from benchlib.network import BenchNet, add_guard, bench_net, own_net, remove_gua
 
 
 class Peer(Protocol):
-    endpoint: str
+    @property
+    def endpoint(self) -> str: ...
 
     def start(self) -> None: ...
 

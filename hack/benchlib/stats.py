@@ -13,9 +13,17 @@ class Summary:
     p50: float
     p95: float
     max: float
+    p99: float = 0.0
 
     def to_dict(self) -> dict[str, float]:
-        return {"n": self.n, "min": self.min, "p50": self.p50, "p95": self.p95, "max": self.max}
+        return {
+            "n": self.n,
+            "min": self.min,
+            "p50": self.p50,
+            "p95": self.p95,
+            "p99": self.p99,
+            "max": self.max,
+        }
 
 
 def percentile(sorted_values: list[float], q: float) -> float:
@@ -28,4 +36,11 @@ def summarize(values: list[float]) -> Summary | None:
     if not values:
         return None
     ordered = sorted(values)
-    return Summary(len(ordered), ordered[0], percentile(ordered, 0.5), percentile(ordered, 0.95), ordered[-1])
+    return Summary(
+        len(ordered),
+        ordered[0],
+        percentile(ordered, 0.5),
+        percentile(ordered, 0.95),
+        ordered[-1],
+        percentile(ordered, 0.99),
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -143,3 +144,11 @@ def remove_cgroup_tree(parent: str) -> list[str]:
             except OSError:
                 stuck.append(dirpath)
     return stuck
+
+
+_T0 = time.monotonic()
+
+
+def log(message: str) -> None:
+    """Progress on stderr, each line stamped with the seconds since the bench started."""
+    print(f"[{time.monotonic() - _T0:6.1f}s] {message}", file=sys.stderr, flush=True)
