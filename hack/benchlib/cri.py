@@ -187,7 +187,25 @@ class CriClient:
         return pod
 
     def teardown_pod(self, pod: Pod | str) -> None:
+        """As kubelet does: kill the containers first, then stop and remove the pod.
+
+        Stopping a pod with its containers still running makes CRI-O wait for them up to the
+        RPC's deadline (busybox sleep as PID 1 ignores SIGTERM).
+        """
         pod_id = pod.id if isinstance(pod, Pod) else pod
+        if isinstance(pod, Pod):
+            containers = list(pod.containers)
+        else:
+            listing = self.runtime.ListContainers(
+                api_pb2.ListContainersRequest(filter=api_pb2.ContainerFilter(pod_sandbox_id=pod_id)),
+                timeout=RPC_TIMEOUT,
+            )
+            containers = [c.id for c in listing.containers if c.state == api_pb2.CONTAINER_RUNNING]
+        for cid in containers:
+            try:
+                self.stop_container(cid)
+            except grpc.RpcError:
+                pass  # gone already, or stopped: the pod's stop handles the rest
         self.stop_pod(pod_id)
         self.remove_pod(pod_id)
 
