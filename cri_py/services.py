@@ -37,6 +37,7 @@ from cri_py.tasks import TaskOwner
 
 @dataclass(frozen=True)
 class Services:
+    runtimes: RuntimeSet
     images: ImageService
     rootfs: RootfsManager
     network: NetworkManager
@@ -67,6 +68,7 @@ class Services:
         container_queries = ContainerQueries(container_store)
         stats = StatsService(config, container_queries, sandboxes, pod_queries, rootfs, network, events)
         return cls(
+            runtimes=runtimes,
             images=images,
             rootfs=rootfs,
             network=network,

@@ -184,7 +184,7 @@ def _build(data: dict[str, Any], source: str) -> Config:
             root=Path(entry["root"]) if entry.get("root") else None,
             type=entry.get("type", "oci"),
             runtime_args=tuple(entry.get("runtime_args", ())),
-            recursive_read_only_mounts=entry.get("recursive_read_only_mounts", False),
+            recursive_read_only_mounts=entry.get("recursive_read_only_mounts"),
             optional=entry.get("optional", False),
         )
     default_runtime = data.get("default_runtime", defaults.default_runtime)

@@ -21,8 +21,9 @@ class RuntimeHandler:
     type: str = "oci"
     # extra global arguments before the subcommand (e.g. runsc's --platform)
     runtime_args: tuple[str, ...] = ()
-    # the runtime and kernel can make bind mounts recursively read-only
-    recursive_read_only_mounts: bool = False
+    # the runtime and kernel can make bind mounts recursively read-only; None: ask the runtime
+    # (`<runtime> features` lists `rro`) and the kernel (mount_setattr)
+    recursive_read_only_mounts: bool | None = None
     # only checked for existence when the handler is used (kata has no package here)
     optional: bool = False
 

@@ -194,7 +194,7 @@ class ContainerService:
                 rootfs=Path(rootfs),
                 pod=pod_context(pod, runtime.is_sandboxed),
                 host=self.host,
-                rro_supported=runtime.handler.recursive_read_only_mounts,
+                rro_supported=await runtime.recursive_read_only_mounts(),
                 target_pid_path=self._target_pid_path(config),
             )
             await asyncio.to_thread(self._write_bundle, rec, spec)

@@ -27,5 +27,10 @@ class RuntimeSet:
             raise InvalidArgument(f"runtime handler {name!r}: {runtime.binary} does not exist")
         return runtime
 
+    def find(self, name: str) -> OciRuntime | None:
+        """The handler's runtime if it is configured and its binary is installed."""
+        runtime = self._runtimes.get(name or self.default)
+        return runtime if runtime is not None and Path(runtime.binary).exists() else None
+
     def names(self) -> list[str]:
         return list(self._runtimes)

@@ -18,7 +18,7 @@ from typing import Any
 
 from cri_py.config.model import RuntimeHandler
 from cri_py.errors import Internal, NotFound
-from cri_py.oci import exits
+from cri_py.oci import exits, features
 from cri_py.oci.process import run
 
 CREATE_TIMEOUT = 240.0
@@ -73,6 +73,16 @@ class OciRuntime:
         # short: the attach socket path must fit into sun_path (108 bytes)
         self.socket_dir = run_dir / "s"
         self.log_level = _conmon_level(log_level)
+        self._rro: bool | None = handler.recursive_read_only_mounts  # None: ask the runtime
+
+    async def recursive_read_only_mounts(self) -> bool:
+        """The handler can make bind mounts recursively read-only: the config says so, or the
+        runtime lists `rro` among its mount options and the kernel has mount_setattr."""
+        if self._rro is None:
+            self._rro = await asyncio.to_thread(
+                features.supports_recursive_read_only, self.binary, self.handler.runtime_args
+            )
+        return self._rro
 
     @property
     def is_sandboxed(self) -> bool:

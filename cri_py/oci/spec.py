@@ -111,8 +111,11 @@ def cri_mounts(mounts: list[api_pb2.Mount], *, rro_supported: bool) -> list[dict
             raise InvalidArgument(f"mount source {m.host_path!r} does not exist")
         opts = ["rbind", _PROPAGATION.get(m.propagation, "rprivate")]
         if m.recursive_read_only:
+            # the CRI: only with readonly and private propagation, else the runtime MUST error
             if not m.readonly:
                 raise InvalidArgument("recursive_read_only needs readonly")
+            if m.propagation != api_pb2.PROPAGATION_PRIVATE:
+                raise InvalidArgument("recursive_read_only needs PROPAGATION_PRIVATE")
             if not rro_supported:
                 raise InvalidArgument("recursive read-only mounts are not supported by this runtime")
             opts.append("rro")

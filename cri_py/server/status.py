@@ -36,27 +36,20 @@ class StatusHandlers:
             ),
         ]
         config = self.daemon.config
-        handlers = [
-            api_pb2.RuntimeHandler(
-                name=name if name != config.default_runtime else "",
-                features=api_pb2.RuntimeHandlerFeatures(
-                    recursive_read_only_mounts=handler.recursive_read_only_mounts,
-                    user_namespaces=False,
-                ),
+        runtimes = self.daemon.services.runtimes
+        handlers = []
+        for name in sorted(runtimes.names()):
+            runtime = runtimes.find(name)
+            if runtime is None:
+                continue  # not installed (an optional handler)
+            features = api_pb2.RuntimeHandlerFeatures(
+                recursive_read_only_mounts=await runtime.recursive_read_only_mounts(),
+                user_namespaces=False,
             )
-            for name, handler in sorted(config.runtimes.items())
-            if handler.path.exists()
-        ]
-        # the default handler is also reachable by its own name
-        default = config.runtimes[config.default_runtime]
-        handlers.append(
-            api_pb2.RuntimeHandler(
-                name=config.default_runtime,
-                features=api_pb2.RuntimeHandlerFeatures(
-                    recursive_read_only_mounts=default.recursive_read_only_mounts
-                ),
-            )
-        )
+            handlers.append(api_pb2.RuntimeHandler(name=name, features=features))
+            if name == config.default_runtime:
+                # the default handler answers to "" too, which is what kubelet asks for
+                handlers.append(api_pb2.RuntimeHandler(name="", features=features))
         info: dict[str, str] = {}
         if request.verbose:
             info["config"] = json.dumps(config.to_json())

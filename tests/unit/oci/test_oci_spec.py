@@ -15,6 +15,7 @@ from cri_py.oci.spec import (
     PodContext,
     command_line,
     container_spec,
+    cri_mounts,
     environment,
     infra_spec,
     resolve_signal,
@@ -198,6 +199,28 @@ def test_mounts_propagation_and_missing_source(tmp_path: Path) -> None:
     cfg.mounts.append(api_pb2.Mount(container_path="/gone", host_path=str(tmp_path / "nope")))
     with pytest.raises(InvalidArgument):
         _spec(tmp_path / "x", cfg)
+
+
+def test_recursive_read_only_mounts(tmp_path: Path) -> None:
+    src = tmp_path / "data"
+    src.mkdir()
+
+    def rro(**fields: object) -> api_pb2.Mount:
+        values: dict[str, object] = {"container_path": "/d", "host_path": str(src), "readonly": True}
+        values.update(fields)
+        return api_pb2.Mount(recursive_read_only=True, **values)  # type: ignore[arg-type]
+
+    [mount] = cri_mounts([rro()], rro_supported=True)
+    assert mount["options"] == ["rbind", "rprivate", "rro", "ro"]
+    # the CRI: readonly, private propagation and a runtime that can, else an error
+    for bad, supported in (
+        (rro(readonly=False), True),
+        (rro(propagation=api_pb2.PROPAGATION_HOST_TO_CONTAINER), True),
+        (rro(propagation=api_pb2.PROPAGATION_BIDIRECTIONAL), True),
+        (rro(), False),
+    ):
+        with pytest.raises(InvalidArgument):
+            cri_mounts([bad], rro_supported=supported)
 
 
 def test_pid_namespace_modes(tmp_path: Path) -> None:
