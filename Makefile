@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 CONFIG ?= /etc/cri-py/cri-py.yaml
 CNI_CONF_DIR ?= /etc/cni/net.d
 
-.PHONY: install run test lint typecheck unit e2e critest proto bench clean-test-leftovers
+.PHONY: install run test lint typecheck unit e2e critest proto bench clean-test-leftovers k8s node node-down node-test
 
 install:
 	hack/install-deps.sh
@@ -41,6 +41,18 @@ e2e:
 # (hack/cri-tools) when absent. A failing spec, or a skip that is not expected, fails it.
 critest: install
 	$(PY) hack/critest
+
+# Kubernetes' own binaries (kubelet, kube-apiserver, ..., etcd), built once per version into /var/cache/cri-py.
+k8s:
+	hack/k8s/build
+
+# A one-node cluster on this checkout's cri-py (hack/node up); prints KUBECONFIG=... to use with kubectl.
+NODE_DIR ?= /var/lib/cri-py-node
+node: install k8s
+	hack/node up --dir $(NODE_DIR)
+
+node-down:
+	hack/node down --dir $(NODE_DIR)
 
 proto:
 	hack/gen-proto.sh
