@@ -1,5 +1,5 @@
 """The OCI runtime spec (config.json) for infra and workload containers, built without I/O
-except reading the image's user database."""
+except reading the image's user database and the device nodes it names."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from cri_py.api import api_pb2
 from cri_py.errors import InvalidArgument
 from cri_py.oci import security
 from cri_py.oci.cgroups import clamp_oom_score_adj, container_cgroups_path, oci_resources
+from cri_py.oci.devices import device_entry, host_devices
 from cri_py.oci.users import resolve_user
 
 OCI_VERSION = "1.0.2"
@@ -274,9 +275,11 @@ def container_spec(
 
     resources = oci_resources(linux.resources if linux.HasField("resources") else None, host.hugetlb)
     resources["devices"] = [{"allow": privileged, "access": "rwm"}]
-    devices = []
+    # a privileged container gets the host's device nodes, then those the request names
+    devices = host_devices() if privileged else []
     for dev in config.devices:
-        devices.append(_device(dev))
+        devices = [d for d in devices if d["path"] != (dev.container_path or dev.host_path)]
+        devices.append(device_entry(dev.host_path, dev.container_path))
         resources["devices"].append(
             {"allow": True, "type": devices[-1]["type"], "major": devices[-1]["major"],
              "minor": devices[-1]["minor"], "access": dev.permissions or "rwm"}
@@ -316,31 +319,6 @@ def container_spec(
         "mounts": mounts,
         "annotations": annotations,
         "linux": linux_spec,
-    }
-
-
-def _device(dev: api_pb2.Device) -> dict[str, Any]:
-    import os
-    import stat
-
-    try:
-        st = os.stat(dev.host_path)
-    except OSError as exc:
-        raise InvalidArgument(f"device {dev.host_path!r}: {exc.strerror}") from exc
-    if stat.S_ISCHR(st.st_mode):
-        typ = "c"
-    elif stat.S_ISBLK(st.st_mode):
-        typ = "b"
-    else:
-        raise InvalidArgument(f"{dev.host_path!r} is not a device")
-    return {
-        "path": dev.container_path or dev.host_path,
-        "type": typ,
-        "major": os.major(st.st_rdev),
-        "minor": os.minor(st.st_rdev),
-        "fileMode": stat.S_IMODE(st.st_mode),
-        "uid": st.st_uid,
-        "gid": st.st_gid,
     }
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -10,6 +12,7 @@ from cri_py.api import api_pb2
 from cri_py.errors import InvalidArgument
 from cri_py.oci import security
 from cri_py.oci.cgroups import clamp_oom_score_adj, container_cgroups_path, hugetlb_available, oci_resources
+from cri_py.oci.devices import host_devices
 from cri_py.oci.spec import (
     HostFacts,
     PodContext,
@@ -179,6 +182,36 @@ def test_privileged_needs_privileged_pod(tmp_path: Path) -> None:
     spec = _spec(tmp_path / "p", cfg, privileged=True)
     assert "maskedPaths" not in spec["linux"] and "seccomp" not in spec["linux"]
     assert spec["linux"]["resources"]["devices"] == [{"allow": True, "access": "rwm"}]
+    # the host's device nodes, as containerd and CRI-O give a privileged container
+    devices = {d["path"]: d for d in spec["linux"]["devices"]}
+    assert devices["/dev/null"]["type"] == "c" and (
+        devices["/dev/null"]["major"],
+        devices["/dev/null"]["minor"],
+    ) == (1, 3)
+    assert not any(
+        p.startswith(("/dev/pts/", "/dev/shm/", "/dev/mqueue/")) or p == "/dev/console" for p in devices
+    )
+    unprivileged = _spec(tmp_path / "u", api_pb2.ContainerConfig(command=["/x"]))
+    assert "devices" not in unprivileged["linux"]
+
+
+def test_host_devices_walk(tmp_path: Path) -> None:
+    dev = tmp_path / "dev"
+    (dev / "pts").mkdir(parents=True)
+    (dev / "disk").mkdir()
+    os.mknod(dev / "null", 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+    os.mknod(dev / "console", 0o600 | stat.S_IFCHR, os.makedev(5, 1))
+    os.mknod(dev / "pts" / "0", 0o620 | stat.S_IFCHR, os.makedev(136, 0))
+    os.mknod(dev / "disk" / "sda", 0o660 | stat.S_IFBLK, os.makedev(8, 0))
+    for node, mode in (("null", 0o666), ("disk/sda", 0o660)):
+        os.chmod(dev / node, mode)  # past the umask
+    (dev / "stdin").symlink_to("/proc/self/fd/0")
+    (dev / "notadevice").write_text("")
+    found = {
+        d["path"].removeprefix(str(dev)): (d["type"], d["major"], d["minor"], d["fileMode"])
+        for d in host_devices(dev)
+    }
+    assert found == {"/null": ("c", 1, 3, 0o666), "/disk/sda": ("b", 8, 0, 0o660)}
 
 
 def test_mounts_propagation_and_missing_source(tmp_path: Path) -> None:
