@@ -203,6 +203,8 @@ def kubelet_config(layout: Layout, slot: Slot, pki: Pki, cgroup_driver: str) -> 
         "enforceNodeAllocatable": ["pods"],
         "failCgroupV1": False,
         "podLogsDir": str(layout.pod_logs),
+        # flexvolume drivers (none): otherwise kubelet makes /usr/libexec/kubernetes/... on the host
+        "volumePluginDir": str(layout.kubelet_dir / "volume-plugins"),
         "rotateCertificates": False,
         "serverTLSBootstrap": False,
         "registerNode": True,
