@@ -22,7 +22,7 @@ run: install
 	@echo "  or put 'runtime-endpoint: unix:///run/cri-py/cri-py.sock' and 'image-endpoint: unix:///run/cri-py/cri-py.sock' in /etc/crictl.yaml"
 	exec $(VENV)/bin/cri-py serve --config $(CONFIG)
 
-test: install lint typecheck unit e2e critest
+test: install lint typecheck unit e2e critest node-test
 
 lint:
 	$(VENV)/bin/ruff check cri_py tests hack
@@ -53,6 +53,10 @@ node: install k8s
 
 node-down:
 	hack/node down --dir $(NODE_DIR)
+
+# tests/node: a cluster of its own (not $(NODE_DIR)) driven by the kubernetes client and kubectl.
+node-test: install k8s
+	$(VENV)/bin/pytest -q tests/node
 
 proto:
 	hack/gen-proto.sh

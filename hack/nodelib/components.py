@@ -59,6 +59,11 @@ def cri_config(layout: Layout, slot: Slot) -> dict[str, Any]:
         root=str(layout.cri_dir / "root"),
         run_dir=str(layout.cri_dir / "run"),
         cgroup_parent=f"{slot.cgroup_root}/cri-py",
+        # the node's images come from its own registry only: the host's containers files
+        # (registries.conf, auth.json, policy.json) are not the node's
+        registries_conf="",
+        auth_file="",
+        signature_policy="",
         registries={
             REGISTRY: {"insecure": True},
             **{host: {"mirrors": [f"http://{REGISTRY}"], "mirror_only": True} for host in MIRRORED_HOSTS},

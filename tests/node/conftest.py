@@ -22,6 +22,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "hack"))
 
 from nodelib.cluster import Cluster, build_binaries  # noqa: E402
 
+BIN_DIR = pytest.StashKey[Path]()
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Build (or find) the Kubernetes binaries before any test's timeout runs: a cold build
+    takes minutes."""
+    if os.geteuid() == 0:
+        session.config.stash[BIN_DIR] = build_binaries()
+
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     if os.geteuid() != 0:
@@ -32,8 +41,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture(scope="session")
-def node() -> Iterator[NodeEnv]:
-    bin_dir = build_binaries()
+def node(request: pytest.FixtureRequest) -> Iterator[NodeEnv]:
+    bin_dir = request.config.stash.get(BIN_DIR, None) or build_binaries()
     directory = Path(tempfile.mkdtemp(prefix="cripy-node-", dir="/tmp"))
     cluster = Cluster(directory)
     cluster.up(bin_dir=bin_dir, log=lambda line: print(line, file=sys.stderr))
