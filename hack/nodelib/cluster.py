@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from nodelib import cgroups, components, network, pki, procs
+from nodelib import cgroups, components, network, pki, procs, runtimes
 from nodelib.components import REPO, Component
 from nodelib.layout import REGISTRY_PORT, Layout, NodeState, Slot
 from nodelib.network import NodeError, in_netns, run
@@ -25,7 +25,7 @@ K8S_BUILD = REPO / "hack" / "k8s" / "build"
 # start order; down stops them in reverse
 COMPONENTS = (
     "registry",
-    "cri-py",
+    "runtime",  # cri-py, or containerd in its place
     "etcd",
     "kube-apiserver",
     "kube-controller-manager",
@@ -82,8 +82,18 @@ class Cluster:
     def kubeconfig(self) -> Path:
         return self.layout.admin_kubeconfig
 
+    @property
+    def runtime(self) -> str:
+        state = self.state
+        return state.runtime if state else "cri-py"
+
+    @property
+    def runtime_socket(self) -> Path:
+        return runtimes.socket(self.layout, self.runtime)
+
     def running(self) -> dict[str, int | None]:
-        return {name: procs.pid_of(self.layout, name) for name in COMPONENTS}
+        names = [self.runtime if name == "runtime" else name for name in COMPONENTS]
+        return {name: procs.pid_of(self.layout, name) for name in names}
 
     # ---- the API, as the admin ---------------------------------------------------------------
 
@@ -105,7 +115,9 @@ class Cluster:
 
     # ---- up ----------------------------------------------------------------------------------
 
-    def up(self, bin_dir: Path | None = None, log: Callable[[str], None] = print) -> None:
+    def up(
+        self, bin_dir: Path | None = None, log: Callable[[str], None] = print, runtime: str = "cri-py"
+    ) -> None:
         alive = [name for name, pid in self.running().items() if pid]
         if alive:
             raise NodeError(
@@ -120,7 +132,7 @@ class Cluster:
         layout.dir.mkdir(parents=True, exist_ok=True)
         network.create_netns(layout)
         slot = network.claim_slot(layout)
-        NodeState(slot=slot.index, bin_dir=str(bin_dir)).save(layout)
+        NodeState(slot=slot.index, bin_dir=str(bin_dir), runtime=runtime).save(layout)
         try:
             self._up(slot, bin_dir, log)
         except BaseException:
@@ -140,14 +152,16 @@ class Cluster:
         self._start(components.registry(layout))
         wait_for(lambda: self.connect_in_node(REGISTRY_PORT), 20, "the registry")
         self.push_images("busybox")
-        self._start(components.cri_py(layout))
-        wait_for(self._cri_ready, 60, "cri-py")
+        if self.runtime != "cri-py":
+            self.push_upstream_images("node")
+        self._start(runtimes.component(layout, slot, self.runtime))
+        wait_for(self._cri_ready, 60, self.runtime)
         driver = self.cri_cgroup_driver()
         state = self.state
         assert state is not None
         state.cgroup_driver = driver
         state.save(layout)
-        log(f"node: registry and cri-py up (cgroup driver {driver})")
+        log(f"node: registry and {self.runtime} up (cgroup driver {driver})")
 
         self._start(components.etcd(layout, bin_dir))
         wait_for(lambda: self.connect_in_node(2379), 30, "etcd")
@@ -157,7 +171,7 @@ class Cluster:
         self._start(components.kube_scheduler(layout, bin_dir))
         log("node: etcd, kube-apiserver, kube-controller-manager and kube-scheduler up")
 
-        components.write_kubelet_config(layout, slot, certs, driver)
+        components.write_kubelet_config(layout, slot, certs, driver, f"unix://{self.runtime_socket}")
         self._make_kubelet_mount_points()
         self._start(components.kubelet(layout, slot, bin_dir))
         wait_for(self.node_ready, 120, f"node {slot.node_name} to be Ready", 0.5)
@@ -223,19 +237,27 @@ class Cluster:
         pushed: dict[str, str] = json.loads(out.stdout)
         return pushed
 
+    def push_upstream_images(self, *consumers: str) -> None:
+        """Images under upstream names (hack/upstream-images), pushed to the node's registry."""
+        run(
+            [*in_netns(self.layout), sys.executable, str(REPO / "hack" / "upstream-images" / "push"),
+             "--registry", components.REGISTRY, *consumers],
+            timeout=600,
+        )  # fmt: skip
+
     def _cri_stub(self) -> tuple[Any, Any]:
         import grpc
 
         from cri_py.api import api_pb2_grpc
 
-        channel = grpc.insecure_channel(f"unix://{self.layout.cri_socket}")
+        channel = grpc.insecure_channel(f"unix://{self.runtime_socket}")
         return channel, api_pb2_grpc.RuntimeServiceStub(channel)
 
     def _cri_ready(self) -> bool:
         from cri_py.api import api_pb2
 
-        if procs.pid_of(self.layout, "cri-py") is None:
-            raise NodeError(f"cri-py exited:\n{self.log_tail('cri-py')}")
+        if procs.pid_of(self.layout, self.runtime) is None:
+            raise NodeError(f"{self.runtime} exited:\n{self.log_tail(self.runtime)}")
         channel, stub = self._cri_stub()
         try:
             stub.Version(api_pb2.VersionRequest(), timeout=1)
@@ -262,9 +284,9 @@ class Cluster:
 
     def start_component(self, name: str) -> None:
         layout, slot, bin_dir = self.layout, self.slot, self.bin_dir
-        if name == "cri-py":
-            self._start(components.cri_py(layout))
-            wait_for(self._cri_ready, 60, "cri-py")
+        if name == self.runtime:
+            self._start(runtimes.component(layout, slot, name))
+            wait_for(self._cri_ready, 60, name)
         elif name == "kubelet":
             self._start(components.kubelet(layout, slot, bin_dir))
         else:
@@ -281,7 +303,8 @@ class Cluster:
         for name in ("kubelet", "kube-scheduler", "kube-controller-manager", "kube-apiserver", "etcd"):
             procs.stop(layout, name, timeout=20)
         self._remove_pods()
-        procs.stop(layout, "cri-py", timeout=30)
+        procs.stop(layout, self.runtime, timeout=30)
+        runtimes.cleanup(layout, slot, self.runtime)
         procs.stop(layout, "registry", timeout=10)
         # whatever is left: conmons and containers (in the node's cgroups), anything in the netns
         for _attempt in range(3):
@@ -320,13 +343,15 @@ class Cluster:
 
     def _remove_pods(self) -> None:
         """Stop and remove every pod through cri-py, so CNI DEL, unmounts and cgroups run as usual."""
-        if not self.layout.cri_config.exists() or not network.pinned(self.layout):
+        state = self.state
+        if state is None or not network.pinned(self.layout):
             return
-        if procs.pid_of(self.layout, "cri-py") is None:
+        runtime = self.runtime
+        if procs.pid_of(self.layout, runtime) is None:
             with contextlib.suppress(NodeError, OSError):
-                self._start(components.cri_py(self.layout))
-                wait_for(self._cri_ready, 30, "cri-py")
-        if procs.pid_of(self.layout, "cri-py") is None:
+                self._start(runtimes.component(self.layout, Slot(state.slot), runtime))
+                wait_for(self._cri_ready, 30, runtime)
+        if procs.pid_of(self.layout, runtime) is None:
             return
         from cri_py.api import api_pb2
 
@@ -371,7 +396,7 @@ class Cluster:
             return out
         slot = Slot(state.slot)
         out.update(
-            node=slot.node_name, address=slot.node_address, api=slot.api_url,
+            node=slot.node_name, runtime=state.runtime, address=slot.node_address, api=slot.api_url,
             kubeconfig=str(self.kubeconfig), pod_subnet=slot.pod_subnet,
             cgroup_root=slot.cgroup_root, components=self.running(),
         )  # fmt: skip

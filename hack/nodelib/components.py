@@ -182,7 +182,7 @@ def kube_scheduler(layout: Layout, bin_dir: Path) -> Component:
     )  # fmt: skip
 
 
-def kubelet_config(layout: Layout, slot: Slot, pki: Pki, cgroup_driver: str) -> dict[str, Any]:
+def kubelet_config(layout: Layout, slot: Slot, pki: Pki, cgroup_driver: str, endpoint: str) -> dict[str, Any]:
     return {
         "apiVersion": "kubelet.config.k8s.io/v1beta1",
         "kind": "KubeletConfiguration",
@@ -199,8 +199,8 @@ def kubelet_config(layout: Layout, slot: Slot, pki: Pki, cgroup_driver: str) -> 
         "authorization": {"mode": "Webhook"},
         "tlsCertFile": str(pki.kubelet_serving.cert),
         "tlsPrivateKeyFile": str(pki.kubelet_serving.key),
-        "containerRuntimeEndpoint": f"unix://{layout.cri_socket}",
-        "imageServiceEndpoint": f"unix://{layout.cri_socket}",
+        "containerRuntimeEndpoint": endpoint,
+        "imageServiceEndpoint": endpoint,
         # kubelet takes the driver from cri-py's RuntimeConfig; this says the same
         "cgroupDriver": cgroup_driver,
         "cgroupRoot": slot.cgroup_root,
@@ -216,8 +216,10 @@ def kubelet_config(layout: Layout, slot: Slot, pki: Pki, cgroup_driver: str) -> 
     }
 
 
-def write_kubelet_config(layout: Layout, slot: Slot, pki: Pki, cgroup_driver: str) -> None:
-    layout.kubelet_config.write_text(yaml.safe_dump(kubelet_config(layout, slot, pki, cgroup_driver)))
+def write_kubelet_config(layout: Layout, slot: Slot, pki: Pki, cgroup_driver: str, endpoint: str) -> None:
+    layout.kubelet_config.write_text(
+        yaml.safe_dump(kubelet_config(layout, slot, pki, cgroup_driver, endpoint))
+    )
 
 
 def kubelet_mount_setup(layout: Layout) -> list[str]:

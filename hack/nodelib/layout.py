@@ -176,6 +176,7 @@ class NodeState:
     slot: int
     bin_dir: str
     cgroup_driver: str = "cgroupfs"
+    runtime: str = "cri-py"  # or containerd / containerd-1.6, in cri-py's place for comparisons
     # directories `up` had to create outside the node directory (mount points only), removed by down
     host_dirs: list[str] = field(default_factory=list)
 

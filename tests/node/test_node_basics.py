@@ -5,8 +5,10 @@ from __future__ import annotations
 import socket
 import subprocess
 import time
+from pathlib import Path
 
 import httpx
+from nodelib.components import KUBELET_SYSCTLS
 
 import cri_py
 from tests.node.cluster_env import REPO, NodeEnv, wait_for
@@ -27,6 +29,23 @@ def test_node_is_ready_on_cri_py(node: NodeEnv) -> None:
     # kubelet registered with the node's own address, not a loopback one
     addresses = {a.type: a.address for a in node.core.read_node(node.node_name).status.addresses}
     assert addresses["InternalIP"] == node.cluster.slot.node_address
+
+
+def test_kubelet_keeps_its_files_in_the_node_directory(node: NodeEnv) -> None:
+    """kubelet's fixed paths lead into the node directory (its own mount namespace), not the host's."""
+    layout = node.layout
+    assert (layout.kubelet_var_lib / "device-plugins" / "kubelet.sock").is_socket()
+    assert (layout.kubelet_dir / "volume-plugins").is_dir()
+    assert (layout.kubelet_var_log / "containers").is_dir()
+    # the kernel tunables kubelet checks read as it wants them in its namespace, unchanged here
+    kubelet_pid = node.cluster.running()["kubelet"]
+    assert kubelet_pid
+    for key, wanted in KUBELET_SYSCTLS.items():
+        seen = int(Path(f"/proc/{kubelet_pid}/root/proc/sys/{key}").read_text())
+        assert seen == wanted, key
+    changed = [key for key in KUBELET_SYSCTLS if (layout.sysctl_dir / key.replace("/", ".")).exists()]
+    for key in changed:
+        assert int(Path(f"/proc/sys/{key}").read_text()) != KUBELET_SYSCTLS[key], key
 
 
 def test_web_example_served_through_port_forward(node: NodeEnv, ns: str) -> None:
