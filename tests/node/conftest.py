@@ -2,7 +2,7 @@
 
 The session brings the node up in a directory of its own, runs the tests against it with the
 kubernetes client and the built kubectl, takes it down, and fails if anything of it is left
-on the host.
+on the host. NODE_KEEP_LOGS=1 keeps the components' logs (they are kept anyway when a test failed).
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ def node(request: pytest.FixtureRequest) -> Iterator[NodeEnv]:
         env.api_client.close()
         problems = cluster.down(keep_logs=True)
         problems += host_traces(cluster.layout, slot)
-        if problems:
+        if problems or request.session.testsfailed or os.environ.get("NODE_KEEP_LOGS"):
             print(f"\nnode logs kept in {cluster.layout.logs}", file=sys.stderr)
         else:
             shutil.rmtree(directory, ignore_errors=True)
