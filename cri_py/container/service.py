@@ -12,7 +12,6 @@ import builtins
 import contextlib
 import json
 import logging
-import os
 import secrets
 import shutil
 import signal
@@ -46,6 +45,7 @@ from cri_py.pod.store import SandboxStore
 from cri_py.storage.rootfs import RootfsManager
 from cri_py.store.codec import encode_message
 from cri_py.tasks import KeyedLocks, TaskOwner, within
+from cri_py.validate.paths import container_log_path
 
 log = logging.getLogger(__name__)
 
@@ -157,10 +157,7 @@ class ContainerService:
         image = self.images.resolve(config.image.image)
         cid = secrets.token_hex(32)
         pod_cfg = pod.config()
-        log_path = ""
-        if config.log_path:
-            log_dir = pod_cfg.log_directory
-            log_path = os.path.join(log_dir, config.log_path) if log_dir else config.log_path
+        log_path = await asyncio.to_thread(container_log_path, pod_cfg.log_directory, config.log_path)
         image_cfg = image.config.get("config") or {}
         rec = self.store.insert(
             ContainerRecord(

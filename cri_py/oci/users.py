@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from cri_py.errors import InvalidArgument
+from cri_py.validate.paths import resolve_beneath
 
 
 @dataclass(frozen=True)
@@ -16,19 +19,28 @@ class ResolvedUser:
     username: str = ""
 
 
+# an /etc/passwd larger than this is not read (a hostile image could hold gigabytes)
+ACCOUNT_FILE_MAX = 8 << 20
+
+
 def _safe_read(rootfs: Path, rel: str) -> list[list[str]]:
-    # a symlink inside the image must not lead us out of it
-    path = rootfs / rel
+    """The entries of an account file of the image; [] when it is missing or not a plain file.
+
+    The image's symlinks are followed as inside the container (never out of the rootfs), and
+    a FIFO or device in its place is not opened for reading (it could block or never end).
+    """
     try:
-        if path.is_symlink():
-            return []
-        return [
-            line.split(":")
-            for line in path.read_text(errors="replace").splitlines()
-            if line and line[0] != "#"
-        ]
-    except OSError:
+        path = resolve_beneath(rootfs, rel, field=rel, container_root=True)
+        if not stat.S_ISREG(os.lstat(path).st_mode):
+            return []  # not even opened: opening a device can have effects of its own
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except (OSError, InvalidArgument):
         return []
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return []  # replaced since the check
+        text = f.read(ACCOUNT_FILE_MAX).decode(errors="replace")
+    return [line.split(":") for line in text.splitlines() if line and line[0] != "#"]
 
 
 def resolve_user(

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from cri_py.api import api_pb2
 from cri_py.errors import InvalidArgument
 from cri_py.server.context import Context
+from cri_py.validate import requests as validate
 
 if TYPE_CHECKING:
     from cri_py.services import Services
@@ -18,8 +19,7 @@ class ContainerHandlers:
     async def CreateContainer(
         self, request: api_pb2.CreateContainerRequest, context: Context
     ) -> api_pb2.CreateContainerResponse:
-        if not request.HasField("config"):
-            raise InvalidArgument("CreateContainer: config is required")
+        validate.create_container(request)
         sandbox_config = request.sandbox_config if request.HasField("sandbox_config") else None
         cid = await self.services.containers.create(request.pod_sandbox_id, request.config, sandbox_config)
         return api_pb2.CreateContainerResponse(container_id=cid)

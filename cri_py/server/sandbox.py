@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from cri_py.api import api_pb2
 from cri_py.errors import InvalidArgument
 from cri_py.server.context import Context
+from cri_py.validate import requests as validate
 
 if TYPE_CHECKING:
     from cri_py.services import Services
@@ -18,8 +19,7 @@ class SandboxHandlers:
     async def RunPodSandbox(
         self, request: api_pb2.RunPodSandboxRequest, context: Context
     ) -> api_pb2.RunPodSandboxResponse:
-        if not request.HasField("config"):
-            raise InvalidArgument("RunPodSandbox: config is required")
+        validate.run_pod_sandbox(request)
         pod_id = await self.services.pods.run(request.config, request.runtime_handler)
         return api_pb2.RunPodSandboxResponse(pod_sandbox_id=pod_id)
 
