@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import shutil
+import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -28,11 +29,12 @@ from cri_py.image import mediatypes as mt
 from cri_py.image.auth import Credentials
 from cri_py.image.content import ContentStore, DigestMismatch, chain_ids
 from cri_py.image.local import diff_ids_of, parse_manifest
-from cri_py.image.pipe import ChunkPipe, ReaderGone
+from cri_py.image.pipe import ChunkPipe, PipeAborted, ReaderGone
 from cri_py.image.platforms import select_platform
 from cri_py.image.reference import Reference
 from cri_py.image.registry import RegistryClient, RegistrySession, read_limited
-from cri_py.image.unpack import Readable, UnpackLimits, UnpackResult, unpack_file, unpack_layer
+from cri_py.image.shared import SharedWork, all_or_none, settle, to_the_end
+from cri_py.image.unpack import Readable, UnpackLimits, UnpackResult, unpack_layer
 
 # containerd downloads three at a time too; on two cores more unpackers only contend for the GIL
 MAX_CONCURRENT_LAYERS = 3
@@ -91,22 +93,40 @@ def _ingest(
         pipe.reader_done()
 
 
+class _Stoppable:
+    """A blob file read by an unpacker that stops at its next read once `stop` is set."""
+
+    def __init__(self, raw: Readable, stop: threading.Event) -> None:
+        self._raw = raw
+        self._stop = stop
+
+    def read(self, size: int = -1) -> bytes:
+        if self._stop.is_set():
+            raise PipeAborted("the pull was cancelled")
+        return self._raw.read(size)
+
+
+def _unpack_blob(blob: Path, dest: Path, stop: threading.Event, limits: UnpackLimits) -> UnpackResult:
+    """Worker thread: unpack a stored blob (another image's, or a pull's that died unpacking)."""
+    with open(blob, "rb") as raw:
+        return unpack_layer(_Stoppable(raw, stop), dest, limits)
+
+
 class Puller:
     def __init__(self, config: Config, content: ContentStore, limits: UnpackLimits) -> None:
         self.config = config
         self.content = content
         self.limits = limits
         self.client = RegistryClient(config)
-        self._layers: dict[str, asyncio.Task[None]] = {}
+        # one download per layer, shared by every pull that needs it while any still waits
+        self._layers: SharedWork[None] = SharedWork()
         self._sem = asyncio.Semaphore(MAX_CONCURRENT_LAYERS)
         # unpack workers block on the network for as long as a layer downloads: their own pool
         # keeps them from starving the loop's default executor that other services use
         self._executor = ThreadPoolExecutor(MAX_CONCURRENT_LAYERS, thread_name_prefix="cri-py-unpack")
 
     async def close(self) -> None:
-        for task in list(self._layers.values()):
-            task.cancel()
-        await asyncio.gather(*self._layers.values(), return_exceptions=True)
+        await self._layers.cancel_all()
         await self.client.close()
         self._executor.shutdown(wait=False, cancel_futures=True)
 
@@ -142,17 +162,17 @@ class Puller:
         for desc in manifest["layers"]:
             if desc.get("mediaType", mt.OCI_LAYER) not in mt.LAYERS:
                 raise InvalidArgument(f"{ref}: unsupported layer media type {desc.get('mediaType')!r}")
-        tasks = [
-            self._layer(session, desc, diff_id, chain)
-            for desc, diff_id, chain in zip(manifest["layers"], diff_ids, chains, strict=True)
-        ]
-        results = await asyncio.gather(*tasks, return_exceptions=True)
-        for outcome in results:
-            if isinstance(outcome, BaseException):
-                raise outcome
+        # a refused layer stops the others (unless another pull waits for them)
+        await all_or_none(
+            [
+                self._layer(session, desc, diff_id, chain)
+                for desc, diff_id, chain in zip(manifest["layers"], diff_ids, chains, strict=True)
+            ]
+        )
         for data, digest in ((config_bytes, config_desc["digest"]), (body, None), (index_body, None)):
             if data is not None:
-                await asyncio.to_thread(self.content.write_blob, data, digest)
+                # written whole even if the caller leaves meanwhile: its clean-up then sees it
+                await to_the_end(asyncio.to_thread(self.content.write_blob, data, digest))
         return PullResult(_digest(body), repo_digest, manifest, config, chains)
 
     async def _small_blob(self, session: RegistrySession, desc: dict[str, Any]) -> bytes:
@@ -170,14 +190,7 @@ class Puller:
     async def _layer(self, session: RegistrySession, desc: dict[str, Any], diff_id: str, chain: str) -> None:
         # the same content may come as differently compressed blobs: both must be stored
         key = f"{desc['digest']} {chain}"
-        task = self._layers.get(key)
-        if task is None:
-            task = asyncio.create_task(self._fetch_layer(session, desc, diff_id, chain))
-            self._layers[key] = task
-            task.add_done_callback(
-                lambda t: self._layers.pop(key, None) if self._layers.get(key) is t else None
-            )
-        await asyncio.shield(task)
+        await self._layers.join(key, lambda: self._fetch_layer(session, desc, diff_id, chain))
 
     async def _fetch_layer(
         self, session: RegistrySession, desc: dict[str, Any], diff_id: str, chain: str
@@ -189,18 +202,25 @@ class Puller:
             return
         async with self._sem:
             if have_blob:
-                await self._in_worker(self._unpack_stored, digest, diff_id, chain)
+                await self._unpack_stored(digest, diff_id, chain)
                 return
             await self._stream_layer(session, desc, diff_id, chain, unpack=not have_layer)
 
-    def _unpack_stored(self, digest: str, diff_id: str, chain: str) -> None:
+    async def _unpack_stored(self, digest: str, diff_id: str, chain: str) -> None:
         tmp = self.content.new_layer_tmp()
+        stop = threading.Event()
+        worker = asyncio.ensure_future(
+            self._in_worker(_unpack_blob, self.content.blob_path(digest), tmp / "diff", stop, self.limits)
+        )
         try:
-            result = unpack_file(self.content.blob_path(digest), tmp / "diff", self.limits)
+            result = await asyncio.shield(worker)
             if result.diff_id != diff_id:
                 raise DigestMismatch(f"layer {digest} unpacks to {result.diff_id}, the config says {diff_id}")
             self.content.commit_layer(tmp, chain)
         finally:
+            if not worker.done():
+                stop.set()
+                await settle(worker)  # the thread writes into tmp until it sees the stop
             shutil.rmtree(tmp, ignore_errors=True)
 
     async def _stream_layer(
@@ -224,14 +244,12 @@ class Puller:
                 pipe.close()
             except ReaderGone:
                 pass  # the worker failed: its exception says why
-            except BaseException as exc:
+            except httpx.HTTPError as exc:
                 pipe.abort(exc)
-                await asyncio.gather(worker, return_exceptions=True)
-                if isinstance(exc, httpx.HTTPError):
-                    raise Unavailable(f"{what}: layer {digest}: download failed: {exc}") from exc
-                raise
+                raise Unavailable(f"{what}: layer {digest}: download failed: {exc}") from exc
             try:
-                got_digest, got_size, result = await worker
+                # shielded: a cancellation must not mark the worker done while its thread writes
+                got_digest, got_size, result = await asyncio.shield(worker)
             except DigestMismatch as exc:
                 raise DigestMismatch(f"{what}: layer {digest}: {exc}") from exc
             except Internal as exc:
@@ -250,6 +268,11 @@ class Puller:
             if tmp is not None:
                 self.content.commit_layer(tmp, chain)
         finally:
+            if not worker.done():
+                # cancelled (or failed) while the thread still reads: it stops at its next read,
+                # and only then are its file and directory taken away
+                pipe.abort(asyncio.CancelledError("the pull stopped"))
+                await settle(worker)
             os.close(fd)
             ingest.unlink(missing_ok=True)
             if tmp is not None:

@@ -28,6 +28,7 @@ from cri_py.image.content import ContentStore
 from cri_py.image.local import load_json_blob, make_record, parse_manifest, unpack_stored_layers
 from cri_py.image.model import ImageRecord
 from cri_py.image.pinning import PinnedImages
+from cri_py.image.shared import SharedWork, to_the_end
 from cri_py.image.unpack import UnpackLimits
 from cri_py.store import Database, RecordTable
 from cri_py.tasks import TaskOwner
@@ -71,7 +72,8 @@ class ImageService:
         self._tasks = tasks or TaskOwner()
         # the registry client (httpx, ~6 MiB) is loaded at the first pull, not by an idle daemon
         self._puller_instance: Puller | None = None
-        self._pulls: dict[str, asyncio.Task[ImageRecord]] = {}
+        # one pull per reference, shared by its callers, stopped when the last one leaves
+        self._pulls: SharedWork[ImageRecord] = SharedWork(self._tasks.spawn)
         # digests and chain ids an unfinished pull relies on: garbage collection leaves them alone
         self._pinned_content: Counter[str] = Counter()
         self._gc_lock = asyncio.Lock()
@@ -92,6 +94,7 @@ class ImageService:
 
     async def close(self) -> None:
         """After the daemon's tasks (the pulls among them) have ended."""
+        await self._pulls.cancel_all()
         if self._own_tasks:
             await self._tasks.close()
         if self._puller_instance is not None:
@@ -231,21 +234,9 @@ class ImageService:
         raise type(failures[-1][1])(f"no candidate of short name {text!r} could be pulled: {detail}")
 
     async def _pull_one(self, parsed: refs.Reference, auth: api_pb2.AuthConfig | None) -> ImageRecord:
-        key = str(parsed)
-        task = self._pulls.get(key)
-        if task is None:
-            # one pull per reference; later callers join it. The task outlives a caller that
-            # gives up (kubelet retries), so a retry finds the work done or in progress.
-            task = self._tasks.spawn(self._pull(parsed, auth), name=f"pull {key}")
-            self._pulls[key] = task
-            task.add_done_callback(lambda t, k=key: self._forget_pull(k, t))  # type: ignore[misc]
-        return await asyncio.shield(task)
-
-    def _forget_pull(self, key: str, task: asyncio.Task[ImageRecord]) -> None:
-        if self._pulls.get(key) is task:
-            del self._pulls[key]
-        if not task.cancelled():
-            task.exception()  # mark retrieved: a caller that gave up must not cause a warning
+        # later callers join a running pull; it stops (and its partial content goes) when no
+        # caller waits any more: a retry then starts afresh
+        return await self._pulls.join(str(parsed), lambda: self._pull(parsed, auth))
 
     async def _pull(self, ref: refs.Reference, auth: api_pb2.AuthConfig | None) -> ImageRecord:
         def hold(keys: Iterable[str]) -> None:
@@ -253,6 +244,7 @@ class ImageService:
             self._pinned_content.update(keys)
 
         held: list[str] = []
+        stored = False
         try:
             for _attempt in range(3):
                 result: PullResult = await self._puller().pull(ref, auth, hold)
@@ -272,12 +264,38 @@ class ImageService:
                     # a removal running while this pull started may have collected content the
                     # pull found present: commit only a complete image, else fetch what is missing
                     if self._complete(record):
-                        return self._commit(record)
+                        record = self._commit(record)
+                        stored = True
+                        return record
                 log.info("content of %s was collected during the pull; fetching it again", ref)
             raise Internal(f"pull of {ref}: image content kept disappearing during the pull")
+        except asyncio.CancelledError:
+            log.info("pull stopped", extra={"image": str(ref), "reason": "no client waits for it any more"})
+            raise
+        except CriError as exc:
+            # refused (digest mismatch, hostile layer, credentials) or failed (registry down)
+            log.info("pull refused", extra={"image": str(ref), "reason": str(exc)})
+            raise
         finally:
             self._pinned_content.subtract(held)
             self._pinned_content += Counter()  # drop zero counts
+            if not stored and held:
+                await to_the_end(self._drop_unreferenced(set(held)))
+
+    async def _drop_unreferenced(self, keys: set[str]) -> None:
+        """After a pull that stored nothing: its blobs and layers no image or pull needs."""
+        async with self._gc_lock:
+            doomed = keys - self._referenced()
+            if doomed:
+                await asyncio.to_thread(self._delete_content, doomed)
+                log.debug("removed %d blobs and layers of an unfinished pull", len(doomed))
+
+    def _delete_content(self, keys: set[str]) -> None:
+        for key in keys:
+            if self.content.has_layer(key):
+                self.content.delete_layer(key)
+            if self.content.has_blob(key):
+                self.content.delete_blob(key)
 
     def _complete(self, record: ImageRecord) -> bool:
         return all(self.content.has_layer(c) for c in record.layers) and all(
