@@ -39,7 +39,7 @@ def container_traces(cri: Any) -> list[str]:
     found = [f"{rows(cri, 'containers')} container rows"] if rows(cri, "containers") else []
     for directory in (cri.run_dir / "containers", cri.root / "rootfs", cri.root / "containers"):
         if directory.is_dir():
-            found += [str(p) for p in directory.iterdir() if p.name != "l"]
+            found += [str(p) for p in directory.iterdir() if p.name not in ("l", "empty")]
     return found
 
 
