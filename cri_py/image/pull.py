@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 import httpx
 
+from cri_py import failpoints
 from cri_py.api import api_pb2
 from cri_py.config.model import Config
 from cri_py.errors import Internal, InvalidArgument, Unavailable
@@ -35,12 +36,15 @@ from cri_py.image.reference import Reference
 from cri_py.image.registry import RegistryClient, RegistrySession, read_limited
 from cri_py.image.shared import SharedWork, all_or_none, settle, to_the_end
 from cri_py.image.unpack import Readable, UnpackLimits, UnpackResult, unpack_layer
+from cri_py.tasks import TaskOwner
 
 # containerd downloads three at a time too; on two cores more unpackers only contend for the GIL
 MAX_CONCURRENT_LAYERS = 3
 CONFIG_MAX = 8 << 20
 T = TypeVar("T")
 _CHUNK = 1 << 20
+# where a layer counts as half unpacked for the failpoint: its first files are written by then
+_MIDWAY = 64 << 10
 
 
 @dataclass
@@ -65,6 +69,8 @@ class _Tee:
     def read(self, size: int = -1) -> bytes:
         data = self._source.read(size)
         if data:
+            if self.count < _MIDWAY <= self.count + len(data):
+                failpoints.hit(failpoints.LAYER_UNPACK_MIDWAY)
             self.count += len(data)
             if self._expected >= 0 and self.count > self._expected:
                 raise DigestMismatch(f"blob is larger than its descriptor's {self._expected} bytes")
@@ -113,13 +119,14 @@ def _unpack_blob(blob: Path, dest: Path, stop: threading.Event, limits: UnpackLi
 
 
 class Puller:
-    def __init__(self, config: Config, content: ContentStore, limits: UnpackLimits) -> None:
+    def __init__(self, config: Config, content: ContentStore, limits: UnpackLimits, tasks: TaskOwner) -> None:
         self.config = config
         self.content = content
         self.limits = limits
         self.client = RegistryClient(config)
-        # one download per layer, shared by every pull that needs it while any still waits
-        self._layers: SharedWork[None] = SharedWork()
+        # one download per layer, an owned task shared by every pull that needs it while any
+        # still waits (a layer fetch may outlive the pull that started it)
+        self._layers: SharedWork[None] = SharedWork(tasks.spawn)
         self._sem = asyncio.Semaphore(MAX_CONCURRENT_LAYERS)
         # unpack workers block on the network for as long as a layer downloads: their own pool
         # keeps them from starving the loop's default executor that other services use

@@ -104,7 +104,7 @@ class ImageService:
         if self._puller_instance is None:
             from cri_py.image.pull import Puller
 
-            self._puller_instance = Puller(self.config, self.content, self.limits)
+            self._puller_instance = Puller(self.config, self.content, self.limits, self._tasks)
         return self._puller_instance
 
     def reload(self, config: Config) -> None:

@@ -24,6 +24,7 @@ from cri_py.image.build import Entry
 from cri_py.image.content import ContentStore
 from cri_py.image.pull import Puller
 from cri_py.image.unpack import UnpackLimits
+from cri_py.tasks import TaskOwner
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the unpacker sets owners: needs root")
 
@@ -80,7 +81,7 @@ def test_cancel_during_unpack_waits_for_the_worker(tmp_path: Path, monkeypatch: 
     content.prepare()
 
     async def scenario() -> None:
-        puller = Puller(Config(root=tmp_path), content, UnpackLimits())
+        puller = Puller(Config(root=tmp_path), content, UnpackLimits(), TaskOwner())
         session: Any = _Session(layer.blob)
         digest = build.digest_of(layer.blob)
         desc = {"digest": digest, "size": len(layer.blob)}
