@@ -7,7 +7,7 @@ packages=(
     runc crun runsc conmon containernetworking-plugins catatonit busybox-static
     docker-registry iproute2 iptables kmod util-linux procps
     skopeo containerd openssl
-    python3 python3-venv python3-dev gcc
+    python3 python3-venv python3-dev gcc libc6-dev
 )
 
 missing=()
