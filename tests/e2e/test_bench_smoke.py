@@ -51,7 +51,7 @@ def test_bench_endpoint_measures_cri_py(cri_factory: Any, registry: TestRegistry
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=110, cwd=REPO)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    result = json.loads((out / "latest.json").read_text())
+    result = json.loads((out / "latest-endpoint.json").read_text())
     assert result["leftovers"] == []
     results = result["results"]
     for measure in (*LATENCY_MEASURES, "ListContainers at 3 pods", "ListPodSandbox at 3 pods"):
