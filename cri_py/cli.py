@@ -33,10 +33,21 @@ def _load(args: argparse.Namespace) -> tuple[Config, dict[str, Any]]:
     return load_config(args.config, overrides), overrides
 
 
+def _policy_summary(config: Config) -> dict[str, Any] | None:
+    """The signature policy's scopes; raises ConfigError when the file is unusable."""
+    policy = config.signature_policy
+    if policy is None or not policy.exists():
+        return None
+    from cri_py.image.policy import load_policy
+
+    return load_policy(policy).summary()
+
+
 def _serve(args: argparse.Namespace) -> int:
     from cri_py.daemon import Daemon, DaemonError
 
     config, overrides = _load(args)
+    _policy_summary(config)  # an unusable policy stops the start before anything is touched
     setup_logging(config.log_level)
     daemon = Daemon(config, args.config, overrides)
     try:
@@ -49,10 +60,15 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _config(args: argparse.Namespace) -> int:
     config, _ = _load(args)
+    shown = config.to_json()
+    summary = _policy_summary(config)
+    if summary is not None:
+        # derived, not a key: the scopes the policy file sets
+        shown["effective_signature_policy"] = summary
     if args.json:
-        print(json.dumps(config.to_json(), indent=2))
+        print(json.dumps(shown, indent=2))
     else:
-        print(yaml.safe_dump(config.to_json(), sort_keys=False), end="")
+        print(yaml.safe_dump(shown, sort_keys=False), end="")
     return 0
 
 

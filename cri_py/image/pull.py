@@ -14,7 +14,7 @@ import json
 import os
 import shutil
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -141,13 +141,21 @@ class Puller:
         return await asyncio.get_running_loop().run_in_executor(self._executor, func, *args)
 
     async def pull(
-        self, ref: Reference, auth: api_pb2.AuthConfig | None, hold: Callable[[Iterable[str]], None]
+        self,
+        ref: Reference,
+        auth: api_pb2.AuthConfig | None,
+        hold: Callable[[Iterable[str]], None],
+        verify: Callable[[RegistrySession, bytes], Awaitable[None]] | None = None,
     ) -> PullResult:
+        """`verify` (the signature policy) sees the manifest the name resolved to before any
+        layer is fetched; it raises to refuse the image."""
         session = self.client.session(ref, Credentials.from_auth(auth))
         body, media_type = await session.manifest()
         repo_digest = _digest(body)
         if ref.digest and repo_digest != ref.digest:
             raise DigestMismatch(f"{ref}: registry sent a manifest with digest {repo_digest}")
+        if verify is not None:
+            await verify(session, body)
         index_body: bytes | None = None
         doc = _json(body, f"{ref}: manifest")
         media_type = doc.get("mediaType") or media_type

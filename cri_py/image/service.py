@@ -28,6 +28,7 @@ from cri_py.image.content import ContentStore
 from cri_py.image.local import load_json_blob, make_record, parse_manifest, unpack_stored_layers
 from cri_py.image.model import ImageRecord
 from cri_py.image.pinning import PinnedImages
+from cri_py.image.policy import PolicyFile, check, load_policy
 from cri_py.image.shared import SharedWork, to_the_end
 from cri_py.image.unpack import UnpackLimits
 from cri_py.store import Database, RecordTable
@@ -78,11 +79,17 @@ class ImageService:
         self._pinned_content: Counter[str] = Counter()
         self._gc_lock = asyncio.Lock()
         self._pins = PinnedImages(config.pinned_images, config.pause_image)
+        self._policy = PolicyFile(config.signature_policy)
 
     # life cycle
 
     async def start(self) -> None:
-        """Prepare the store, drop leftovers of interrupted pulls, build the pause image if missing."""
+        """Prepare the store, drop leftovers of interrupted pulls, build the pause image if missing.
+
+        A signature policy that cannot be used stops the start (ConfigError): better than a node
+        whose every pull fails. Later it is re-read at each pull, as containers/image does."""
+        if self.config.signature_policy is not None and self.config.signature_policy.exists():
+            load_policy(self.config.signature_policy)
         await asyncio.to_thread(self._prepare)
         await self.ensure_pause_image()
 
@@ -111,6 +118,8 @@ class ImageService:
         """Apply a reloaded config: registries, credentials file and pins count from the next call."""
         self.config = config
         self._pins = PinnedImages(config.pinned_images, config.pause_image)
+        if config.signature_policy != self._policy.path:
+            self._policy = PolicyFile(config.signature_policy)
         if self._puller_instance is not None:
             self._puller_instance.config = config
             self._puller_instance.client.reload(config)
@@ -245,9 +254,11 @@ class ImageService:
 
         held: list[str] = []
         stored = False
+        # refused here, before any connection, when the policy rejects the name outright
+        verify = check(self._policy.current(), ref)
         try:
             for _attempt in range(3):
-                result: PullResult = await self._puller().pull(ref, auth, hold)
+                result: PullResult = await self._puller().pull(ref, auth, hold, verify)
                 tags = [ref.tagged()] if ref.tag and not ref.digest else []
                 record = make_record(
                     self.content,
