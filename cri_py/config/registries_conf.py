@@ -23,6 +23,8 @@ from cri_py.config.model import (
     RegistriesConf,
     RegistryRule,
 )
+from cri_py.errors import InvalidArgument
+from cri_py.image.reference import DOMAIN, DOMAIN_COMPONENT, is_short_name, parse_raw
 
 _TOP_KEYS = {
     "unqualified-search-registries",
@@ -37,13 +39,7 @@ _MIRROR_KEYS = {"location", "insecure", "pull-from-mirror"}
 _V1_KEYS = {"search", "insecure", "block"}
 AUTH_FILE_HELPER = "containers-auth.json"
 
-_DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
-_HOST = rf"(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|\[[0-9a-fA-F:.]+\])(?::[0-9]+)?"
-_DOMAIN = re.compile(rf"^{_HOST}$")
-_WILDCARD = re.compile(rf"^\*\.{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*$")
-_PATH_COMPONENT = re.compile(r"^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*$")
-_TAG = re.compile(r"^[\w][\w.-]{0,127}$")
-_DIGEST = re.compile(r"^[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]{32,}$")
+_WILDCARD = re.compile(rf"^\*\.{DOMAIN_COMPONENT}(?:\.{DOMAIN_COMPONENT})*$")
 
 
 @dataclasses.dataclass
@@ -273,10 +269,13 @@ def _location(source: str, key: str, value: str) -> str:
     if value.startswith(("http://", "https://")):
         raise ConfigError(source, key, f"{value!r}: URI schemes are not supported")
     host, _, rest = value.partition("/")
-    if not _DOMAIN.match(host):
+    if not DOMAIN.match(host):
         raise ConfigError(source, key, f"{value!r}: invalid registry host {host!r}")
-    if rest and not _valid_path(rest):
-        raise ConfigError(source, key, f"{value!r}: invalid repository path")
+    if rest:
+        try:
+            parse_raw(value)
+        except InvalidArgument:
+            raise ConfigError(source, key, f"{value!r}: invalid repository path") from None
     return value
 
 
@@ -288,35 +287,18 @@ def _prefix(source: str, key: str, value: str) -> str:
     return _location(source, key, value)
 
 
-def _valid_path(rest: str) -> bool:
-    name, digest = rest, ""
-    if "@" in rest:
-        name, digest = rest.split("@", 1)
-        if not _DIGEST.match(digest):
-            return False
-    last = name.rsplit("/", 1)[-1]
-    if ":" in last:
-        name, tag = name.rsplit(":", 1)
-        if not _TAG.match(tag):
-            return False
-    return all(_PATH_COMPONENT.match(c) for c in name.split("/"))
-
-
 def _search_registries(source: str, value: Any) -> tuple[str, ...]:
     hosts = _string_list(source, "unqualified-search-registries", value)
     out = []
     for host in hosts:
         host = host.rstrip("/")
-        if not _DOMAIN.match(host):
+        if not DOMAIN.match(host):
             raise ConfigError(source, "unqualified-search-registries", f"{host!r} is not a host[:port]")
         out.append(host)
     return tuple(out)
 
 
 def _aliases(source: str, table: Any) -> dict[str, str]:
-    from cri_py.errors import InvalidArgument
-    from cri_py.image.reference import is_short_name, parse_raw
-
     if not isinstance(table, dict):
         raise ConfigError(source, "aliases", "expected a table")
     out: dict[str, str] = {}

@@ -124,7 +124,7 @@ def docker_scopes(ref: Reference) -> list[str]:
 # parsing
 
 
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+def reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in pairs:
         if key in out:
@@ -138,7 +138,7 @@ def load_policy(path: Path) -> Policy:
     try:
         if path.stat().st_size > _MAX_POLICY:
             raise ConfigError(source, "", f"larger than {_MAX_POLICY} bytes")
-        data = json.loads(path.read_text(), object_pairs_hook=_no_duplicates)
+        data = json.loads(path.read_text(), object_pairs_hook=reject_duplicate_keys)
     except OSError as exc:
         raise ConfigError(source, "", f"cannot read: {exc.strerror}") from None
     except (ValueError, UnicodeDecodeError) as exc:

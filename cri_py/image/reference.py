@@ -14,11 +14,11 @@ DEFAULT_DOMAIN = "docker.io"
 # the reference domain docker.io is served by this API host
 DOCKER_HUB_API_HOST = "registry-1.docker.io"
 
-_COMPONENT = re.compile(r"^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*$")
-_DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
-_DOMAIN = re.compile(rf"^(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|\[[0-9a-fA-F:.]+\])(?::[0-9]+)?$")
-_TAG = re.compile(r"^[\w][\w.-]{0,127}$")
-_DIGEST = re.compile(r"^[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]{32,}$")
+PATH_COMPONENT = re.compile(r"^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*$")
+DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+DOMAIN = re.compile(rf"^(?:{DOMAIN_COMPONENT}(?:\.{DOMAIN_COMPONENT})*|\[[0-9a-fA-F:.]+\])(?::[0-9]+)?$")
+TAG = re.compile(r"^[\w][\w.-]{0,127}$")
+DIGEST = re.compile(r"^[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]{32,}$")
 _SHA256_DIGEST = re.compile(r"^sha256:[a-f0-9]{64}$")
 _HEX64 = re.compile(r"^[a-f0-9]{64}$")
 _NAME_TOTAL_MAX = 255
@@ -96,7 +96,7 @@ def parse_raw(text: str) -> Reference:
     name, digest = text, ""
     if "@" in text:
         name, digest = text.split("@", 1)
-        if not _DIGEST.match(digest):
+        if not DIGEST.match(digest):
             raise InvalidArgument(f"image reference {text!r}: invalid digest {digest!r}")
         if digest.startswith("sha256:") and not _SHA256_DIGEST.match(digest):
             raise InvalidArgument(f"image reference {text!r}: sha256 digest must be 64 lowercase hex")
@@ -105,7 +105,7 @@ def parse_raw(text: str) -> Reference:
     colon = name.rfind(":")
     if colon > slash:
         name, tag = name[:colon], name[colon + 1 :]
-        if not _TAG.match(tag):
+        if not TAG.match(tag):
             raise InvalidArgument(f"image reference {text!r}: invalid tag {tag!r}")
     if not name:
         raise InvalidArgument(f"image reference {text!r} has no repository name")
@@ -115,7 +115,7 @@ def parse_raw(text: str) -> Reference:
     if domain == DEFAULT_DOMAIN and "/" not in path:
         path = f"library/{path}"
     for component in path.split("/"):
-        if not _COMPONENT.match(component):
+        if not PATH_COMPONENT.match(component):
             if component.lower() != component:
                 raise InvalidArgument(f"image reference {text!r}: repository name must be lowercase")
             raise InvalidArgument(f"image reference {text!r}: invalid path component {component!r}")
@@ -127,7 +127,7 @@ def parse_raw(text: str) -> Reference:
 def _split_domain(name: str, text: str) -> tuple[str, str]:
     first, sep, rest = name.partition("/")
     if sep and ("." in first or ":" in first or first == "localhost"):
-        if not _DOMAIN.match(first):
+        if not DOMAIN.match(first):
             raise InvalidArgument(f"image reference {text!r}: invalid registry host {first!r}")
         if not rest:
             raise InvalidArgument(f"image reference {text!r} has no repository path")

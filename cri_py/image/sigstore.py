@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
 from cri_py.errors import InvalidArgument
 from cri_py.image import mediatypes as mt
-from cri_py.image.policy import Identity, Requirement
+from cri_py.image.policy import Identity, Requirement, reject_duplicate_keys
 from cri_py.image.reference import Reference, parse_raw
 from cri_py.image.registry import RegistryError, RegistryNotFound, read_limited
 
@@ -152,15 +152,6 @@ def verifies(key: Any, signature: bytes, payload: bytes) -> bool:
     return True
 
 
-def _strict_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise ValueError(f"duplicate field {key!r}")
-        out[key] = value
-    return out
-
-
 def _exact(value: Any, fields: set[str], what: str) -> dict[str, Any]:
     if not isinstance(value, dict) or set(value) != fields:
         raise ValueError(f"{what} must have exactly the fields {', '.join(sorted(fields))}")
@@ -170,7 +161,7 @@ def _exact(value: Any, fields: set[str], what: str) -> dict[str, Any]:
 def parse_payload(payload: bytes) -> tuple[str, str]:
     """The signed manifest digest and docker reference of a simple-signing payload."""
     try:
-        doc = json.loads(payload, object_pairs_hook=_strict_object)
+        doc = json.loads(payload, object_pairs_hook=reject_duplicate_keys)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ValueError(f"not JSON: {exc}") from None
     top = _exact(doc, {"critical", "optional"}, "the payload")

@@ -111,3 +111,30 @@ def test_auth_file_feeds_the_token_server(
     assert pull(cri, token_registry.busybox) == token_registry.busybox_id
     assert any(r["user"] == user for r in token_registry.token_server.requests)
     assert password not in cri.log_text()
+
+
+def test_request_credentials_never_go_to_a_mirror_on_another_host(
+    cri_factory: Any,
+    tmp_path: Path,
+    auth_registry: TestRegistry,  # noqa: F811
+) -> None:
+    from tests.e2e.recording_server import RecordingRegistry
+
+    user, password = auth_registry.user or ("", "")
+    auth_file = tmp_path / "auth.json"
+    conf = tmp_path / "registries.conf"
+    with RecordingRegistry() as origin:
+        conf.write_text(
+            f'[[registry]]\nlocation = "{origin.host}"\n[[registry.mirror]]\nlocation = "{auth_registry.host}"\n'
+        )
+        cri = cri_factory({"registries_conf": str(conf), "auth_file": str(auth_file)})
+        secret_for_origin = api_pb2.AuthConfig(username=user, password=password)
+        # the pull secret is meant for origin: the mirror does not get it and refuses
+        with pytest.raises(grpc.RpcError) as info:
+            pull(cri, f"{origin.host}/busybox", secret_for_origin)
+        assert "unauthorized" in info.value.details() or "credentials" in info.value.details()
+        # the mirror's own entry in auth_file is used for it
+        write_auths(auth_file, {auth_registry.host: {"auth": b64(f"{user}:{password}")}})
+        before = origin.connections
+        assert pull(cri, f"{origin.host}/busybox", secret_for_origin) == auth_registry.busybox_id
+        assert origin.connections == before  # the mirror had it
