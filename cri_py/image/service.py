@@ -254,9 +254,9 @@ class ImageService:
 
         held: list[str] = []
         stored = False
-        # refused here, before any connection, when the policy rejects the name outright
-        verify = check(self._policy.current(), ref)
         try:
+            # refused here, before any connection, when the policy rejects the name outright
+            verify = check(self._policy.current(), ref)
             for _attempt in range(3):
                 result: PullResult = await self._puller().pull(ref, auth, hold, verify)
                 tags = [ref.tagged()] if ref.tag and not ref.digest else []
