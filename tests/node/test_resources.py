@@ -44,6 +44,7 @@ def container_cgroup(pod_dir: Path, cid: str) -> Path:
          256, 100000, 128 * MI),
         ("BestEffort", {}, 2, -1, None),
     ],
+    ids=["guaranteed", "burstable", "besteffort"],
 )  # fmt: skip
 def test_requests_and_limits_in_cgroups(
     node: NodeEnv, ns: str, qos: str, resources: dict[str, Any], shares: int, quota: int, memory: int | None
