@@ -1,0 +1,95 @@
+"""ContainerService with a fake runtime: what Stop does when the exit never comes."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cri_py.api import api_pb2
+from cri_py.config.model import Config
+from cri_py.container import service as container_service
+from cri_py.container.model import ContainerRecord
+from cri_py.container.service import ContainerService
+from cri_py.container.state import ContainerState
+from cri_py.container.store import ContainerStore
+from cri_py.errors import DeadlineExceeded
+from cri_py.events import EventBus
+from cri_py.oci.spec import HostFacts
+from cri_py.pod.store import SandboxStore
+from cri_py.store import Database
+from cri_py.store.codec import encode_message
+from cri_py.tasks import TaskOwner
+
+
+class DeafRuntime:
+    """A runtime whose container ignores every signal."""
+
+    def __init__(self, exits_dir: Path) -> None:
+        self.kills: list[int] = []
+        self.exits_dir = exits_dir
+
+    async def kill(self, cid: str, signal: int, *, all_processes: bool = False) -> None:
+        self.kills.append(signal)
+
+    def exit_file(self, cid: str) -> Path:
+        return self.exits_dir / cid
+
+
+class OneRuntime:
+    def __init__(self, runtime: DeafRuntime) -> None:
+        self.runtime = runtime
+
+    def get(self, name: str) -> DeafRuntime:
+        return self.runtime
+
+
+def test_stop_gives_up_with_deadline_exceeded_when_no_exit_comes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(container_service, "KILL_DEADLINE", 0.3)
+    monkeypatch.setattr(container_service, "KILL_RETRY", 0.05)
+    cid = "c" * 64
+    # a monitor that stays alive (it looks like this container's conmon) and never reports an exit
+    monitor = subprocess.Popen(
+        ["/usr/bin/conmon", "-c", "import time; time.sleep(60)", cid], executable=sys.executable
+    )
+    db = Database(tmp_path / "state.db")
+    bus = EventBus()
+    store = ContainerStore(db, bus)
+    runtime = DeafRuntime(tmp_path)
+    tasks = TaskOwner()
+    containers = ContainerService(
+        Config(root=tmp_path / "root", run_dir=tmp_path / "run"),
+        store,
+        SandboxStore(db, bus),
+        None,  # type: ignore[arg-type]
+        None,  # type: ignore[arg-type]
+        OneRuntime(runtime),  # type: ignore[arg-type]
+        HostFacts("cgroupfs", 0),
+        tasks,
+    )
+    rec = ContainerRecord(
+        id=cid, pod_id="p" * 64, name="n", attempt=0, state=ContainerState.CREATING, created_at=1,
+        runtime_handler="runc", config_b64=encode_message(api_pb2.ContainerConfig()), image_id="i",
+        image_ref="i", image_name="i", bundle=str(tmp_path / "b"), conmon_pid=monitor.pid,
+    )  # fmt: skip
+    store.transition(store.insert(rec), ContainerState.CREATED)
+
+    async def scenario() -> None:
+        try:
+            with pytest.raises(DeadlineExceeded, match="did not exit"):
+                await asyncio.wait_for(containers.stop(cid, 0), 10)
+        finally:
+            await tasks.close()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        monitor.kill()
+        monitor.wait()
+    assert runtime.kills and set(runtime.kills) == {9}
+    assert store.get(cid).state == ContainerState.CREATED  # nothing was made up
