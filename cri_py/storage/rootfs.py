@@ -14,6 +14,7 @@ import errno
 import hashlib
 import os
 import re
+import secrets
 import shutil
 import stat
 import subprocess
@@ -75,10 +76,14 @@ class RootfsManager:
         name = hashlib.sha256(str(layer_dir).encode()).hexdigest()[:16]
         link = self.links / name
         if not link.is_symlink():
-            tmp = self.links / f".tmp-{os.getpid()}-{name}"
-            tmp.unlink(missing_ok=True)
+            # a name of this call's own: concurrent creates of one image link the same layers
+            tmp = self.links / f".tmp-{secrets.token_hex(8)}-{name}"
             os.symlink(layer_dir, tmp)
-            os.replace(tmp, link)
+            try:
+                os.replace(tmp, link)  # atomic: a link another thread made is replaced by an equal one
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
         return name
 
     def _mount_relative(self, names: list[str], tail: str, merged: Path) -> None:
