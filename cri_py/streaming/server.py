@@ -147,34 +147,20 @@ class StreamingServer:
                 await writer.wait_closed()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        conn = h11.Connection(h11.SERVER)
+        # h11 enforces the head limit itself (its default is 16 KiB): beyond it, an answer
+        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
         raw = bytearray()
-        request: h11.Request | None = None
-        while request is None:
-            event = conn.next_event()
-            if event is h11.NEED_DATA:
-                # A client that never finishes its request must not hold a task forever.
-                data = await asyncio.wait_for(reader.read(65536), HEAD_TIMEOUT)
-                if len(raw) > MAX_HEAD:
-                    return await _respond(writer, conn, 431, b"request head too large")
-                raw += data
-                conn.receive_data(data)
-                continue
-            if isinstance(event, h11.Request):
-                request = event
-            elif isinstance(event, h11.ConnectionClosed):
-                return
-        # Upgrade requests carry no body; consuming its end lets h11 accept our 101.
-        while conn.their_state is h11.SEND_BODY:
-            event = conn.next_event()
-            if event is h11.NEED_DATA:
-                data = await reader.read(65536)
-                if not data:
-                    return
-                raw += data
-                conn.receive_data(data)
-            elif not isinstance(event, h11.Data):
-                break
+        try:
+            # A client that never finishes its request must not hold a task forever.
+            async with asyncio.timeout(HEAD_TIMEOUT):
+                request = await _read_request(reader, conn, raw)
+        except h11.RemoteProtocolError as exc:
+            status = exc.error_status_hint
+            return await _respond(
+                writer, conn, status, b"request head too large" if status == 431 else b"bad request"
+            )
+        if request is None:
+            return
         hdrs: dict[str, list[str]] = {}
         for name, value in request.headers:
             hdrs.setdefault(name.decode().lower(), []).append(value.decode(errors="replace"))
@@ -391,6 +377,31 @@ class StreamingServer:
             await remotecommand.serve(
                 channels, open_attach, wait_first_resize=False, end_with_stdin=end_with_stdin
             )
+
+
+async def _read_request(
+    reader: asyncio.StreamReader, conn: h11.Connection, raw: bytearray
+) -> h11.Request | None:
+    """The request head, and the end of its body (upgrade requests carry none, and consuming
+    it lets h11 accept our 101); None if the client went away. `raw` keeps every byte read."""
+    request: h11.Request | None = None
+    body = 0
+    while True:
+        event = conn.next_event()
+        if event is h11.NEED_DATA:
+            data = await reader.read(65536)
+            raw += data
+            conn.receive_data(data)
+        elif isinstance(event, h11.Request):
+            request = event
+        elif isinstance(event, h11.Data):
+            body += len(event.data)
+            if body > MAX_HEAD:
+                raise h11.RemoteProtocolError("request body too large", error_status_hint=413)
+        elif isinstance(event, h11.ConnectionClosed):
+            return None
+        if request is not None and conn.their_state is not h11.SEND_BODY:
+            return request
 
 
 def _clear_scratch(directory: Path) -> None:

@@ -11,6 +11,7 @@ from websockets.asyncio.client import connect
 
 from cri_py.config.model import Config, StreamingConfig
 from cri_py.errors import ResourceExhausted
+from cri_py.streaming import server as streaming_server
 from cri_py.streaming import spdy
 from cri_py.streaming.backend import AttachTarget, ExecTarget, PortForwardTarget, StdioSession, TerminalSize
 from cri_py.streaming.requests import AttachRequest, ExecRequest, PortForwardRequest
@@ -255,3 +256,34 @@ def test_in_flight_bound_is_resource_exhausted() -> None:
     server.url_for(request(0))
     with pytest.raises(ResourceExhausted):
         server.url_for(request(0))
+
+
+def test_a_head_up_to_64_kib_is_read_and_a_larger_one_is_refused_with_431() -> None:
+    async def test(server: StreamingServer, backend: FakeBackend) -> None:
+        # 20 KiB of headers: more than h11's own default, within ours
+        big = await raw_request(
+            server, "GET /exec/nope HTTP/1.1\r\nHost: x\r\nX-Pad: " + "a" * 20_000 + "\r\n\r\n"
+        )
+        assert big.startswith(b"HTTP/1.1 404 ")
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(b"GET /exec/nope HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * 70_000)
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.read(65536), 5)
+        writer.close()
+        assert answer.startswith(b"HTTP/1.1 431 ")
+
+    serve(test)
+
+
+def test_a_request_body_that_never_ends_is_timed_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(streaming_server, "HEAD_TIMEOUT", 0.2)
+
+    async def test(server: StreamingServer, backend: FakeBackend) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(b"POST /exec/nope HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\npart")
+        await writer.drain()
+        # the server gives up on the rest and closes the connection
+        assert await asyncio.wait_for(reader.read(), 5) == b""
+        writer.close()
+
+    serve(test)
