@@ -33,10 +33,11 @@ from cri_py.oci import exits
 from cri_py.oci.registry import RuntimeSet
 from cri_py.oci.runtime import OciRuntime
 from cri_py.oci.spec import HostFacts, infra_spec
-from cri_py.pod import files, namespaces
+from cri_py.pod import files, shm
 from cri_py.pod.context import pod_context
 from cri_py.pod.inflight import CreateCoalescer
 from cri_py.pod.model import SandboxRecord, name_key
+from cri_py.pod.pinner import NamespacePinner, PinRequest
 from cri_py.pod.state import SandboxState
 from cri_py.pod.store import SandboxStore
 from cri_py.store.codec import encode_message
@@ -66,8 +67,10 @@ class PodService:
         runtimes: RuntimeSet,
         host: HostFacts,
         tasks: TaskOwner,
+        pinner: NamespacePinner,
     ) -> None:
         self.config = config
+        self.pinner = pinner
         self.store = store
         self.containers = containers
         self.network = network
@@ -244,11 +247,13 @@ class PodService:
         files.write_file(d / "hosts", files.hosts_text(pod.hostname, "", host_net))
         files.write_file(d / "hostname", pod.hostname + "\n")
         if pod.shm_path:
-            namespaces.mount_shm(Path(pod.shm_path))
-        namespaces.pin_ipc_uts(
-            Path(pod.ipc_path) if pod.ipc_path else None,
-            Path(pod.uts_path) if pod.uts_path else None,
-            pod.hostname,
+            shm.mount_shm(Path(pod.shm_path))
+        self.pinner.pin(
+            PinRequest(
+                ipc=Path(pod.ipc_path) if pod.ipc_path else None,
+                uts=Path(pod.uts_path) if pod.uts_path else None,
+                hostname=pod.hostname,
+            )
         )
 
     async def _setup_network(self, pod: SandboxRecord, config: api_pb2.PodSandboxConfig) -> PodNetworkResult:
@@ -372,10 +377,9 @@ class PodService:
             from cri_py.network.netns import remove_pinned_netns
 
             remove_pinned_netns(Path(pod.netns_path))
-        namespaces.unpin(Path(pod.ipc_path) if pod.ipc_path else None)
-        namespaces.unpin(Path(pod.uts_path) if pod.uts_path else None)
+        self.pinner.unpin(Path(p) for p in (pod.ipc_path, pod.uts_path) if p)
         if pod.shm_path:
-            namespaces.unmount_shm(Path(pod.shm_path))
+            shm.unmount_shm(Path(pod.shm_path))
         shutil.rmtree(pod.dir, ignore_errors=True)
 
     # ---- UpdatePodSandboxResources -----------------------------------------------------

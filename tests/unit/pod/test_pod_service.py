@@ -22,6 +22,7 @@ from cri_py.oci import exits
 from cri_py.oci.spec import HostFacts
 from cri_py.pod import service as pod_service
 from cri_py.pod.model import SandboxRecord
+from cri_py.pod.pinner import ThreadPinner
 from cri_py.pod.service import PodService
 from cri_py.pod.state import SandboxState
 from cri_py.pod.store import SandboxStore
@@ -73,6 +74,7 @@ class Env:
             None,  # type: ignore[arg-type]  # no runtime is asked for: no pod has an infra process
             HostFacts("cgroupfs", 0),
             self.tasks,
+            ThreadPinner(),
         )
         self.tmp = tmp_path
 
