@@ -67,7 +67,9 @@ class Services:
         pods = PodService(config, sandboxes, containers, network, runtimes, host, tasks, ThreadPinner())
         pod_queries = PodQueries(config, sandboxes, network)
         container_queries = ContainerQueries(container_store)
-        stats = StatsService(config, container_queries, sandboxes, pod_queries, rootfs, network, events)
+        stats = StatsService(
+            config, container_queries, sandboxes, pod_queries, rootfs, network, runtimes, events
+        )
         return cls(
             runtimes=runtimes,
             images=images,

@@ -43,6 +43,7 @@ _RUNTIME_KEYS = {
     "runtime_args": _STRLIST,
     "recursive_read_only_mounts": _BOOL,
     "optional": _BOOL,
+    "sandbox_pids": _BOOL,
 }
 _REGISTRY_KEYS = {"insecure": _BOOL, "mirrors": _STRLIST, "mirror_only": _BOOL}
 _SCHEMA: dict[str, Any] = {
@@ -74,7 +75,12 @@ BUILTIN_RUNTIMES: dict[str, dict[str, Any]] = {
     "crun": {"path": "/usr/bin/crun"},
     # runsc (2022) takes every network namespace for the root one on this kernel (it probes
     # /proc/sys/net/core/rmem_default); with host networking it uses the pod's namespace as is
-    "runsc": {"path": "/usr/bin/runsc", "type": "vm", "runtime_args": ["--network=host"]},
+    "runsc": {
+        "path": "/usr/bin/runsc",
+        "type": "vm",
+        "runtime_args": ["--network=host"],
+        "sandbox_pids": True,
+    },
     "kata-runtime": {"path": "/usr/bin/kata-runtime", "type": "vm", "optional": True},
 }
 
@@ -178,6 +184,8 @@ def _build(data: dict[str, Any], source: str) -> Config:
         entry = entry or {}
         if "path" not in entry:
             raise ConfigError(source, f"runtimes.{name}.path", "missing")
+        if entry.get("type", "oci") not in ("oci", "vm"):
+            raise ConfigError(source, f"runtimes.{name}.type", "must be oci or vm")
         runtimes[name] = RuntimeHandler(
             name=name,
             path=Path(entry["path"]),
@@ -186,6 +194,7 @@ def _build(data: dict[str, Any], source: str) -> Config:
             runtime_args=tuple(entry.get("runtime_args", ())),
             recursive_read_only_mounts=entry.get("recursive_read_only_mounts"),
             optional=entry.get("optional", False),
+            sandbox_pids=entry.get("sandbox_pids", False),
         )
     default_runtime = data.get("default_runtime", defaults.default_runtime)
     if default_runtime not in runtimes:

@@ -26,6 +26,9 @@ class RuntimeHandler:
     recursive_read_only_mounts: bool | None = None
     # only checked for existence when the handler is used (kata has no package here)
     optional: bool = False
+    # processes run in the runtime's own kernel with pids of their own (gVisor): exec asks for
+    # the internal pid (--internal-pid-file) and kills by it (`kill --pid`)
+    sandbox_pids: bool = False
 
 
 @dataclass(frozen=True)

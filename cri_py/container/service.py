@@ -36,14 +36,15 @@ from cri_py.errors import (
 from cri_py.image.service import ImageService
 from cri_py.oci import exits
 from cri_py.oci.cgroups import oci_resources
+from cri_py.oci.interface import ContainerRuntime, CreateOptions, ExecResult
 from cri_py.oci.registry import RuntimeSet
-from cri_py.oci.runtime import CreateOptions, ExecResult, ExecTarget, OciRuntime
 from cri_py.oci.spec import HostFacts, container_spec, resolve_signal
 from cri_py.pod.context import pod_context
 from cri_py.pod.inflight import CreateCoalescer
 from cri_py.pod.store import SandboxStore
 from cri_py.storage.rootfs import RootfsManager
 from cri_py.store.codec import encode_message
+from cri_py.streaming.backend import AttachTarget, ExecTarget
 from cri_py.tasks import KeyedLocks, TaskOwner, within
 from cri_py.validate.paths import container_log_path
 
@@ -97,7 +98,7 @@ class ContainerService:
                 self.exits.exited(rec.id).set()
                 self.exits.spawn_cleanup(rec)
                 continue
-            if _is_conmon(rec.conmon_pid, rec.id):
+            if self.runtime_of(rec).monitor_alive(rec.id, rec.conmon_pid):
                 self.exits.watch(rec)
             else:
                 # it exited while we were away: conmon left the exit file behind
@@ -105,16 +106,15 @@ class ContainerService:
 
     # ---- lookups -----------------------------------------------------------------------
 
-    def runtime_of(self, rec: ContainerRecord) -> OciRuntime:
+    def runtime_of(self, rec: ContainerRecord) -> ContainerRuntime:
         return self.runtimes.get(rec.runtime_handler)
 
     def exec_target(self, cid: str) -> ExecTarget:
-        """How to run `<binary> <global_args> exec --process <spec> <cid>` for this container."""
+        """A running container and the process an exec in it starts from."""
         rec = self.store.get(cid)
         if rec.state != ContainerState.RUNNING:
             raise FailedPrecondition(f"container {rec.id} is not running")
-        runtime = self.runtime_of(rec)
-        return ExecTarget(runtime.binary, tuple(runtime.global_args()), rec.id, self._process(rec))
+        return ExecTarget(self.runtime_of(rec), rec.id, self._process(rec))
 
     def _process(self, rec: ContainerRecord) -> dict[str, Any]:
         process = self._processes.get(rec.id)
@@ -123,11 +123,20 @@ class ContainerService:
             process = self._processes[rec.id] = dict(spec["process"])
         return dict(process)
 
-    def attach_target(self, cid: str) -> tuple[Path, Path, bool, bool]:
-        """(conmon attach socket, ctl FIFO, tty, stdin) of a container."""
+    def attach_target(self, cid: str) -> AttachTarget:
+        """A running container whose own stdio an attach joins."""
         rec = self.store.get(cid)
+        if rec.state != ContainerState.RUNNING:
+            raise FailedPrecondition(f"container {rec.id} is not running")
         cfg = rec.config()
-        return self.runtime_of(rec).attach_socket(rec.id), rec.bundle_dir / "ctl", cfg.tty, cfg.stdin
+        return AttachTarget(
+            self.runtime_of(rec),
+            rec.id,
+            rec.bundle_dir,
+            tty=cfg.tty,
+            stdin=cfg.stdin,
+            stdin_once=cfg.stdin_once,
+        )
 
     # ---- CreateContainer ---------------------------------------------------------------
 
@@ -197,7 +206,7 @@ class ContainerService:
             await asyncio.to_thread(self._write_bundle, rec, spec)
             self._processes[cid] = dict(spec["process"])
             marks.append(time.perf_counter())
-            pid, conmon_pid = await runtime.create(
+            created = await runtime.create(
                 cid,
                 rec.bundle_dir,
                 self.persist_dir / cid,
@@ -218,8 +227,8 @@ class ContainerService:
             rec = self.store.transition(
                 rec,
                 ContainerState.CREATED,
-                pid=pid,
-                conmon_pid=conmon_pid,
+                pid=created.pid,
+                conmon_pid=created.monitor_pid,
                 uid=int(user["uid"]),
                 gid=int(user["gid"]),
                 supplemental_groups=tuple(user.get("additionalGids", [])),
@@ -271,7 +280,7 @@ class ContainerService:
                 except Internal:
                     # a process that ran and exited at once may have been cleaned up under
                     # `runtime start` (runc then fails to remove its exec fifo): it did start
-                    if not runtime.exit_file(rec.id).exists():
+                    if runtime.exit_status(rec.id, self.persist_dir / rec.id) is None:
                         raise
                 self.store.transition(rec, ContainerState.RUNNING, started_at=started)
 
@@ -307,7 +316,7 @@ class ContainerService:
                 await runtime.kill(rec.id, int(signal.SIGKILL), all_processes=True)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(exited.wait(), min(KILL_RETRY, left))
-            if not exited.is_set() and not _is_conmon(rec.conmon_pid, rec.id):
+            if not exited.is_set() and not runtime.monitor_alive(rec.id, rec.conmon_pid):
                 # its monitor is gone and nothing recorded that: read what it left
                 await self.exits.record_exit(rec.id)
 
@@ -344,7 +353,7 @@ class ContainerService:
             # only a half-done create gets here alive: nothing else is waiting on it
             with contextlib.suppress(Exception):
                 await runtime.kill(rec.id, int(signal.SIGKILL), all_processes=True)
-            if rec.conmon_pid and _is_conmon(rec.conmon_pid, rec.id):
+            if rec.conmon_pid and runtime.monitor_alive(rec.id, rec.conmon_pid):
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(exits.wait_pid_exit(rec.conmon_pid), 10.0)
         await self.exits.forget(rec.id)
@@ -357,17 +366,14 @@ class ContainerService:
         self._inflight.forget(rec.id)
         self._processes.pop(rec.id, None)
 
-    def _remove_files(self, rec: ContainerRecord, runtime: OciRuntime) -> None:
+    def _remove_files(self, rec: ContainerRecord, runtime: ContainerRuntime) -> None:
         try:
             self.rootfs.remove(rec.id)
         except Exception as exc:  # noqa: BLE001 - the rest must still go
             log.warning("container %s: rootfs removal: %s", rec.id, exc)
         shutil.rmtree(rec.bundle_dir, ignore_errors=True)
         shutil.rmtree(self.persist_dir / rec.id, ignore_errors=True)
-        with contextlib.suppress(FileNotFoundError):
-            runtime.exit_file(rec.id).unlink()
-        with contextlib.suppress(FileNotFoundError):
-            (runtime.socket_dir / rec.id).unlink()
+        runtime.forget(rec.id)
 
     # ---- ExecSync, Update, ReopenContainerLog -------------------------------------------
 
@@ -379,10 +385,8 @@ class ContainerService:
         rec = self.store.get(cid)
         if rec.state != ContainerState.RUNNING:
             raise NotFound(f"container {rec.id} is not created or running")
-        process = self._process(rec)
-        process["args"] = list(cmd)
-        tty = bool(process.get("terminal", False))
-        return await self.runtime_of(rec).exec_sync(rec.id, process, limit_s, tty=tty)
+        process = dict(self._process(rec), args=list(cmd))
+        return await self.runtime_of(rec).exec_sync(rec.id, process, limit_s)
 
     async def update_resources(self, cid: str, resources: api_pb2.LinuxContainerResources) -> None:
         if not cid:
@@ -401,22 +405,10 @@ class ContainerService:
             raise FailedPrecondition(f"container {rec.id} is not running")
         if not rec.log_path:
             return
-        await self.runtime_of(rec).reopen_log(rec.bundle_dir)
+        await self.runtime_of(rec).reopen_log(rec.id, rec.bundle_dir)
         # conmon reopens asynchronously; kubelet expects the new file once we answer
         log_file = Path(rec.log_path)
         for _ in range(500):
             if await asyncio.to_thread(log_file.exists):
                 break
             await asyncio.sleep(0.01)  # noqa: ASYNC110 - conmon gives no signal but the file
-
-
-def _is_conmon(pid: int, cid: str = "") -> bool:
-    """Is `pid` still the conmon of this container (pids get reused across restarts)?"""
-    if not exits.process_alive(pid):
-        return False
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            argv = f.read().split(b"\0")
-    except OSError:
-        return False
-    return bool(argv) and argv[0].endswith(b"conmon") and (not cid or cid.encode() in argv)

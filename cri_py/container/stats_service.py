@@ -21,7 +21,8 @@ from cri_py.container.state import ContainerState
 from cri_py.container.stats import CpuSample, cpu_message, memory_message, nano_cores, sum_usage
 from cri_py.events import EventBus, EventKind, LifecycleEvent
 from cri_py.network.manager import NetworkManager
-from cri_py.oci.cgroups import CgroupUsage, cgroup_relpath, read_usage
+from cri_py.oci.cgroups import CgroupUsage
+from cri_py.oci.registry import RuntimeSet
 from cri_py.pod.model import SandboxRecord
 from cri_py.pod.query import PodQueries
 from cri_py.pod.store import SandboxStore
@@ -39,9 +40,11 @@ class StatsService:
         pod_queries: PodQueries,
         rootfs: RootfsManager,
         network: NetworkManager,
+        runtimes: RuntimeSet,
         events: EventBus,
     ) -> None:
         self.config = config
+        self.runtimes = runtimes
         self.containers = containers
         self.pods = pods
         self.pod_queries = pod_queries
@@ -78,8 +81,7 @@ class StatsService:
     async def _usage(self, rec: ContainerRecord) -> CgroupUsage | None:
         if rec.state != ContainerState.RUNNING or not rec.cgroups_path:
             return None
-        rel = cgroup_relpath(rec.cgroups_path, self.config.cgroup_driver)
-        return await asyncio.to_thread(read_usage, rel)
+        return await self.runtimes.get(rec.runtime_handler).stats(rec.cgroups_path)
 
     async def _container(self, rec: ContainerRecord, usage: CgroupUsage | None) -> api_pb2.ContainerStats:
         cfg = rec.config()

@@ -86,7 +86,7 @@ class ExitWatcher:
             return
         if rec.state in (ContainerState.CREATED, ContainerState.RUNNING):
             runtime = self._runtimes.get(rec.runtime_handler)
-            info = exits.read_exit(runtime.exit_file(rec.id), self._persist_dir / rec.id / "oom")
+            info = runtime.exit_status(rec.id, self._persist_dir / rec.id)
             message = ""
             if info is None:
                 # conmon died without writing its file (killed itself): the status is lost

@@ -1,36 +1,60 @@
-"""The configured runtime handlers, each as an OciRuntime, looked up by CRI handler name."""
+"""The configured runtime handlers, each as a `ContainerRuntime`, looked up by CRI handler name.
+
+The handler's `type` picks the implementation. Both kinds configured today run through
+`OciRuntime` (a runc-compatible binary under conmon); `vm` marks runtimes that give each
+container a kernel of its own (runsc, Kata's OCI CLI). A VM runtime that speaks another
+protocol (containerd's shim v2, as kata-runtime's shim does) is a new entry here, written
+against `ContainerRuntime`; none is built yet.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
-from cri_py.config.model import Config
+from cri_py.config.model import Config, RuntimeHandler
 from cri_py.errors import InvalidArgument
+from cri_py.oci.interface import ContainerRuntime
 from cri_py.oci.runtime import OciRuntime
+
+RuntimeFactory = Callable[[RuntimeHandler, Config], ContainerRuntime]
+
+
+def _oci(handler: RuntimeHandler, config: Config) -> ContainerRuntime:
+    return OciRuntime(
+        handler,
+        conmon=config.conmon,
+        run_dir=config.run_dir,
+        log_level=config.log_level,
+        cgroup_driver=config.cgroup_driver,
+    )
+
+
+IMPLEMENTATIONS: dict[str, RuntimeFactory] = {"oci": _oci, "vm": _oci}
 
 
 class RuntimeSet:
     def __init__(self, config: Config) -> None:
         self.default = config.default_runtime
-        self._runtimes = {
-            name: OciRuntime(
-                handler, conmon=config.conmon, run_dir=config.run_dir, log_level=config.log_level
-            )
-            for name, handler in config.runtimes.items()
-        }
+        self._runtimes: dict[str, ContainerRuntime] = {}
+        for name, handler in config.runtimes.items():
+            factory = IMPLEMENTATIONS.get(handler.type)
+            if factory is None:
+                raise InvalidArgument(f"runtime handler {name!r}: unknown type {handler.type!r}")
+            self._runtimes[name] = factory(handler, config)
 
-    def get(self, name: str) -> OciRuntime:
+    def get(self, name: str) -> ContainerRuntime:
         runtime = self._runtimes.get(name or self.default)
         if runtime is None:
             raise InvalidArgument(f"runtime handler {name!r} is not configured")
-        if not Path(runtime.binary).exists():
-            raise InvalidArgument(f"runtime handler {name!r}: {runtime.binary} does not exist")
+        if not Path(runtime.handler.path).exists():
+            raise InvalidArgument(f"runtime handler {name!r}: {runtime.handler.path} does not exist")
         return runtime
 
-    def find(self, name: str) -> OciRuntime | None:
+    def find(self, name: str) -> ContainerRuntime | None:
         """The handler's runtime if it is configured and its binary is installed."""
         runtime = self._runtimes.get(name or self.default)
-        return runtime if runtime is not None and Path(runtime.binary).exists() else None
+        return runtime if runtime is not None and Path(runtime.handler.path).exists() else None
 
     def names(self) -> list[str]:
         return list(self._runtimes)

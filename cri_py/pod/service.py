@@ -30,8 +30,8 @@ from cri_py.config.model import Config
 from cri_py.errors import AlreadyExists, InvalidArgument
 from cri_py.network.manager import NetworkManager, PodNetworkResult
 from cri_py.oci import exits
+from cri_py.oci.interface import ContainerRuntime
 from cri_py.oci.registry import RuntimeSet
-from cri_py.oci.runtime import OciRuntime
 from cri_py.oci.spec import HostFacts, infra_spec
 from cri_py.pod import files, shm
 from cri_py.pod.context import pod_context
@@ -119,7 +119,7 @@ class PodService:
         for f in ("pause", "etc/hosts", "etc/resolv.conf", "etc/hostname"):
             (root / f).touch(exist_ok=True)
 
-    def runtime_of(self, pod: SandboxRecord) -> OciRuntime:
+    def runtime_of(self, pod: SandboxRecord) -> ContainerRuntime:
         return self.runtimes.get(pod.runtime_handler)
 
     # ---- RunPodSandbox -----------------------------------------------------------------
@@ -143,7 +143,7 @@ class PodService:
             raise AlreadyExists(f"pod sandbox {key!r} exists already as {existing}")
         return await self._inflight.run(key, lambda: self._create(config, runtime_handler, runtime))
 
-    async def _create(self, config: api_pb2.PodSandboxConfig, handler: str, runtime: OciRuntime) -> str:
+    async def _create(self, config: api_pb2.PodSandboxConfig, handler: str, runtime: ContainerRuntime) -> str:
         md = config.metadata
         pod_id = secrets.token_hex(32)
         linux = config.linux
@@ -197,7 +197,7 @@ class PodService:
         return pod_id
 
     async def _bring_up(
-        self, pod: SandboxRecord, config: api_pb2.PodSandboxConfig, runtime: OciRuntime, host_net: bool
+        self, pod: SandboxRecord, config: api_pb2.PodSandboxConfig, runtime: ContainerRuntime, host_net: bool
     ) -> SandboxRecord:
         # the pod's files and IPC/UTS pins, and its network namespace, side by side
         prepared: list[Awaitable[Any]] = [
@@ -275,7 +275,7 @@ class PodService:
     def infra_bundle(self, pod: SandboxRecord) -> Path:
         return pod.dir / "infra"
 
-    async def _start_infra(self, pod: SandboxRecord, runtime: OciRuntime) -> int:
+    async def _start_infra(self, pod: SandboxRecord, runtime: ContainerRuntime) -> int:
         bundle = self.infra_bundle(pod)
         spec = infra_spec(
             pod=pod_context(pod, runtime.is_sandboxed),

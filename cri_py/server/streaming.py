@@ -11,10 +11,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cri_py.api import api_pb2
-from cri_py.container.state import ContainerState
-from cri_py.errors import FailedPrecondition, InvalidArgument
+from cri_py.errors import InvalidArgument
 from cri_py.server.context import Context
-from cri_py.streaming.backend import AttachTarget, ExecTarget, PortForwardTarget
+from cri_py.streaming.backend import PortForwardTarget
 from cri_py.streaming.requests import AttachRequest, ExecRequest, PortForwardRequest
 
 if TYPE_CHECKING:
@@ -42,8 +41,7 @@ class StreamingHandlers:
         _check_stdio(request.stdin, request.stdout, request.stderr, request.tty)
         server = self.services.streaming
         # Raises NotFound / FailedPrecondition for unknown or not running containers.
-        found = self.services.containers.exec_target(request.container_id)
-        target = ExecTarget(found.binary, tuple(found.global_args), found.container_id, dict(found.process))
+        target = self.services.containers.exec_target(request.container_id)
         cached = ExecRequest(
             target,
             tuple(request.cmd),
@@ -59,18 +57,7 @@ class StreamingHandlers:
             raise InvalidArgument("missing required container_id")
         _check_stdio(request.stdin, request.stdout, request.stderr, request.tty)
         server = self.services.streaming
-        containers = self.services.containers
-        rec = containers.store.get(request.container_id)
-        if rec.state != ContainerState.RUNNING:
-            raise FailedPrecondition(f"container {rec.id} is not running")
-        attach_socket, ctl_fifo, tty, stdin = containers.attach_target(rec.id)
-        target = AttachTarget(
-            Path(attach_socket),
-            Path(ctl_fifo),
-            tty=bool(tty),
-            stdin=bool(stdin),
-            stdin_once=bool(rec.config().stdin_once),
-        )
+        target = self.services.containers.attach_target(request.container_id)
         cached = AttachRequest(
             target,
             tty=request.tty,

@@ -6,5 +6,6 @@ Layout (one job per module):
 - `server`: HTTP/1.1 (h11) upgrade, token lookup, dispatch; `tokens`: the single-use cache.
 - `remotecommand`, `portforward`: session logic, transport-neutral (`channels`, `inbox`).
 - `backend`: the seam to the rest of the daemon (targets in, live byte streams out);
-  `oci_backend` with `exec_process` (runtime exec), `attach_conn` (conmon), `netns_dial`.
+  `runtime_backend` hands exec and attach to the container's runtime (cri_py.oci), and
+  dials port-forwards with `netns_dial`.
 """

@@ -1,8 +1,9 @@
 """What the streaming server needs from the rest of the daemon, and nothing more.
 
 The server never looks at containers or pods: the gRPC handlers resolve a request into one of
-the targets below, and a `StreamingBackend` turns a target into live byte streams. Tests can
-drive the server with a backend over hand-made runc containers and namespaces.
+the targets below, and a `StreamingBackend` turns a target into live byte streams. Exec and
+attach go to the container's runtime (`ContainerRuntime.exec_stream` / `attach`); tests drive
+the server with a fake backend at this seam.
 """
 
 from __future__ import annotations
@@ -12,33 +13,35 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from cri_py.oci.interface import ContainerRuntime
+from cri_py.oci.stdio import StdioSession, TerminalSize
 
-@dataclass(frozen=True)
-class TerminalSize:
-    width: int
-    height: int
+__all__ = [
+    "AttachTarget",
+    "ExecTarget",
+    "PortForwardTarget",
+    "StdioSession",
+    "StreamingBackend",
+    "TerminalSize",
+]
 
 
 @dataclass(frozen=True)
 class ExecTarget:
-    """Enough to run `<runtime_path> <runtime_args> exec --process <spec> <container_id>`.
+    """A running container and its OCI `process` (args and terminal are set per exec)."""
 
-    `process_spec` is the container's OCI `process` object; args and terminal are replaced
-    per exec.
-    """
-
-    runtime_path: str
-    runtime_args: tuple[str, ...]
+    runtime: ContainerRuntime = field(hash=False)
     container_id: str
     process_spec: dict[str, Any] = field(hash=False)
 
 
 @dataclass(frozen=True)
 class AttachTarget:
-    """conmon's attach socket and ctl FIFO of a running container."""
+    """A running container whose own stdio an attach joins."""
 
-    attach_socket: Path
-    ctl_fifo: Path
+    runtime: ContainerRuntime = field(hash=False)
+    container_id: str
+    bundle: Path
     tty: bool
     stdin: bool
     # kubelet's StdinOnce: when false and not a tty, attach ends with the client's stdin.
@@ -50,28 +53,6 @@ class PortForwardTarget:
     """The pod's network namespace (a bind-mounted nsfs file, or /proc/<pid>/ns/net)."""
 
     netns: Path
-
-
-class StdioSession(Protocol):
-    """The stdio of a process (exec) or of a running container (attach)."""
-
-    async def write_stdin(self, data: bytes) -> None: ...
-
-    async def close_stdin(self) -> None: ...
-
-    async def read_output(self) -> tuple[int, bytes]:
-        """(1, data) for stdout, (2, data) for stderr; (0, b"") once all output ended."""
-        ...
-
-    async def resize(self, size: TerminalSize) -> None: ...
-
-    async def wait(self) -> int | None:
-        """The exit code (exec), or None when there is none to report (attach)."""
-        ...
-
-    async def close(self) -> None:
-        """Release everything; an exec process still running is killed. Idempotent."""
-        ...
 
 
 class StreamingBackend(Protocol):

@@ -20,9 +20,9 @@ from cri_py.config.model import Config
 from cri_py.streaming import remotecommand
 from cri_py.streaming.backend import StdioSession, StreamingBackend, TerminalSize
 from cri_py.streaming.channels import CommandChannels
-from cri_py.streaming.oci_backend import OciStreamingBackend
 from cri_py.streaming.portforward import SpdyPortForward, parse_port, serve_websocket
 from cri_py.streaming.requests import AttachRequest, ExecRequest, PortForwardRequest, StreamRequest
+from cri_py.streaming.runtime_backend import RuntimeStreamingBackend
 from cri_py.streaming.spdy_session import SpdySession, SpdyStream
 from cri_py.streaming.tokens import MAX_IN_FLIGHT, TOKEN_TTL, RequestCache
 from cri_py.streaming.websocket import (
@@ -85,10 +85,10 @@ class StreamingServer:
 
     @classmethod
     def from_config(cls, config: Config) -> StreamingServer:
-        """The daemon's server: exec scratch files live under the run dir."""
+        """The daemon's server; the runtimes' exec scratch files live under the run dir."""
         scratch = config.run_dir / "exec"
         return cls(
-            OciStreamingBackend(scratch),
+            RuntimeStreamingBackend(),
             address=config.streaming.address,
             port=config.streaming.port,
             scratch_dir=scratch,
@@ -96,7 +96,7 @@ class StreamingServer:
 
     async def start(self) -> None:
         if self._scratch_dir is not None:
-            # Exec specs and pid files of sessions a previous daemon left when it died.
+            # Exec specs, pid files and console sockets a previous daemon left when it died.
             await asyncio.to_thread(_clear_scratch, self._scratch_dir)
         self._server = await asyncio.start_server(self._on_connection, self._address, self._port)
         host, port = self._server.sockets[0].getsockname()[:2]

@@ -21,8 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from cri_py.config.model import RuntimeHandler
+from cri_py.oci.runtime import OciRuntime
 from cri_py.streaming.backend import AttachTarget, ExecTarget, PortForwardTarget
-from cri_py.streaming.oci_backend import OciStreamingBackend
+from cri_py.streaming.runtime_backend import RuntimeStreamingBackend
 from cri_py.streaming.server import StreamingServer
 
 RUNC = "/usr/sbin/runc"
@@ -67,10 +69,28 @@ class RuncContainer:
     runtime: str = RUNC
     global_args: tuple[str, ...] = ()
 
-    def exec_target(self) -> ExecTarget:
-        return ExecTarget(
-            self.runtime, ("--root", str(self.root), *self.global_args), self.id, self.spec["process"]
+    def oci_runtime(self) -> OciRuntime:
+        """The daemon's runtime code for this hand-made container (its exec scratch beside it)."""
+        handler = RuntimeHandler(
+            name=Path(self.runtime).name,
+            path=Path(self.runtime),
+            root=self.root,
+            runtime_args=self.global_args,
+            sandbox_pids=self.runtime == RUNSC,
         )
+        return OciRuntime(handler, conmon=Path(CONMON), run_dir=self.run_dir)
+
+    @property
+    def run_dir(self) -> Path:
+        return self.root.parent / "run"
+
+    @property
+    def exec_scratch(self) -> Path:
+        """Where the runtime keeps an exec's spec, pid and console socket files while it runs."""
+        return self.run_dir / "exec"
+
+    def exec_target(self) -> ExecTarget:
+        return ExecTarget(self.oci_runtime(), self.id, self.spec["process"])
 
     def processes(self) -> list[str]:
         """Command lines of the processes in the container (via runc ps)."""
@@ -137,9 +157,15 @@ class ConmonContainer:
 def conmon_container(tmp: Path, args: list[str], *, tty: bool) -> Iterator[ConmonContainer]:
     """A container created and started under conmon as CRI-O does it (protocol-facts §1.1/1.2)."""
     cid = f"crie2ec-{uuid.uuid4().hex[:10]}"
-    bundle, root, exits, sockdir = tmp / "cbundle", tmp / "crunc-root", tmp / "exits", tmp / "socks"
+    run_dir = tmp / "crun"
+    runtime = OciRuntime(
+        RuntimeHandler(name="runc", path=Path(RUNC), root=tmp / "crunc-root"),
+        conmon=Path(CONMON),
+        run_dir=run_dir,
+    )
+    bundle, root, exits, sockdir = tmp / "cbundle", runtime.root, runtime.exits_dir, runtime.socket_dir
     for d in (bundle, exits, sockdir):
-        d.mkdir()
+        d.mkdir(parents=True)
     make_bundle(bundle, args, terminal=tty)
     sync_r, sync_w = os.pipe()
     start_parent, start_child = socket.socketpair()
@@ -181,7 +207,7 @@ def conmon_container(tmp: Path, args: list[str], *, tty: bool) -> Iterator[Conmo
         assert proc.wait(timeout=30) == 0
         line = json.loads(sync_file.readline())
         assert line.get("pid", -1) > 0, line
-        attach = AttachTarget(sockdir / cid / "attach", bundle / "ctl", tty=tty, stdin=True, stdin_once=True)
+        attach = AttachTarget(runtime, cid, bundle, tty=tty, stdin=True, stdin_once=True)
         yield ConmonContainer(cid, attach, exits / cid)
     finally:
         start_parent.close()
@@ -232,7 +258,7 @@ def netns_with_server(script: str) -> Iterator[tuple[PortForwardTarget, subproce
 
 
 async def start_server(scratch: Path, **kwargs: Any) -> StreamingServer:
-    server = StreamingServer(OciStreamingBackend(scratch), **kwargs)
+    server = StreamingServer(RuntimeStreamingBackend(), scratch_dir=scratch, **kwargs)
     await server.start()
     return server
 

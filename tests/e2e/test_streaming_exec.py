@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -187,7 +188,7 @@ def test_client_disconnect_kills_exec(ctr: RuncContainer, tmp_path: Path, transp
             )
             await session.abort()
             await asyncio.to_thread(wait_until, lambda: not any(marker in p for p in ctr.processes()))
-            await asyncio.to_thread(wait_until, lambda: not list(tmp_path.glob("exec-*")))
+            await asyncio.to_thread(wait_until, lambda: not list(ctr.exec_scratch.glob("exec-*")))
         finally:
             await server.stop()
         assert open_fds() <= fds_before
@@ -242,6 +243,36 @@ def test_exec_under_gvisor(tmp_path: Path) -> None:
                 await session.write_stdin(b"stty size; exit 2\n")
                 await session.read_stdout_until(b"30 90")
                 assert (await session.finish()).exit_code == 2
+            finally:
+                await server.stop()
+
+        run(main())
+
+
+def test_a_closed_exec_under_gvisor_ends_its_process_in_the_sandbox(tmp_path: Path) -> None:
+    """Under gVisor the host pid of an exec is only a waiter: closing the stream must reach the
+    process inside the sandbox too (by its internal pid), or it runs on."""
+    if not Path(RUNSC).exists():
+        pytest.skip("runsc is not installed")
+    with runc_container(tmp_path, runtime=RUNSC) as gvisor:
+
+        def sandbox_commands() -> list[str]:
+            out = subprocess.run(
+                [RUNSC, "--root", str(gvisor.root), *gvisor.global_args, "ps", gvisor.id],
+                capture_output=True, text=True, check=True,
+            ).stdout  # fmt: skip
+            return [line.split()[-1] for line in out.splitlines()[1:] if line.split()]
+
+        async def main() -> None:
+            server = await start_server(tmp_path / "scratch")
+            try:
+                url = server.url_for(exec_request(gvisor, ["sh", "-c", "echo started; exec sleep 4242"]))
+                session = await open_command(url, "spdy")
+                await session.read_stdout_until(b"started")
+                # the container's own process sleeps too: one more while the exec runs
+                await asyncio.to_thread(wait_until, lambda: sandbox_commands().count("sleep") == 2)
+                await session.abort()
+                await asyncio.to_thread(wait_until, lambda: sandbox_commands().count("sleep") == 1)
             finally:
                 await server.stop()
 

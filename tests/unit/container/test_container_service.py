@@ -18,6 +18,7 @@ from cri_py.container.state import ContainerState
 from cri_py.container.store import ContainerStore
 from cri_py.errors import DeadlineExceeded
 from cri_py.events import EventBus
+from cri_py.oci.conmon import is_conmon
 from cri_py.oci.spec import HostFacts
 from cri_py.pod.store import SandboxStore
 from cri_py.store import Database
@@ -35,8 +36,11 @@ class DeafRuntime:
     async def kill(self, cid: str, signal: int, *, all_processes: bool = False) -> None:
         self.kills.append(signal)
 
-    def exit_file(self, cid: str) -> Path:
-        return self.exits_dir / cid
+    def exit_status(self, cid: str, persist_dir: Path) -> None:
+        return None  # nothing recorded: the monitor never reports
+
+    def monitor_alive(self, cid: str, monitor_pid: int) -> bool:
+        return is_conmon(monitor_pid, cid)
 
 
 class OneRuntime:

@@ -12,7 +12,6 @@ import pytest
 
 from cri_py.api import api_pb2
 from cri_py.config.model import Config
-from cri_py.container import stats_service
 from cri_py.container.model import ContainerRecord
 from cri_py.container.query import ContainerQueries
 from cri_py.container.state import ContainerState
@@ -38,6 +37,19 @@ class FakeRootfs:
         return (4096, 3)
 
 
+class FakeRuntime:
+    """The runtime seam: reads a container's cgroup (in a thread, as the real one does)."""
+
+    def __init__(self) -> None:
+        self.read_usage: Any = lambda rel: None
+
+    def get(self, name: str) -> FakeRuntime:
+        return self
+
+    async def stats(self, cgroups_path: str) -> CgroupUsage | None:
+        return await asyncio.to_thread(self.read_usage, cgroups_path.strip("/"))
+
+
 class Env:
     def __init__(self, tmp_path: Path) -> None:
         db = Database(tmp_path / "state.db")
@@ -45,6 +57,7 @@ class Env:
         self.pods = SandboxStore(db, bus)
         self.containers = ContainerStore(db, bus)
         config = Config(root=tmp_path / "root", run_dir=tmp_path / "run")
+        self.runtime = FakeRuntime()
         self.stats = StatsService(
             config,
             ContainerQueries(self.containers),
@@ -52,6 +65,7 @@ class Env:
             PodQueries(config, self.pods, None),  # type: ignore[arg-type]
             FakeRootfs(),  # type: ignore[arg-type]
             None,  # type: ignore[arg-type]  # pods without a netns ask the network nothing
+            self.runtime,  # type: ignore[arg-type]
             bus,
         )
         cfg = api_pb2.PodSandboxConfig(metadata=api_pb2.PodSandboxMetadata(name="n", namespace="ns", uid="u"))
@@ -90,7 +104,7 @@ def test_pod_stats_read_each_cgroup_once_and_survive_a_removal(
         time.sleep(0.05)  # the container is removed while its cgroup is read
         return CgroupUsage(time.time_ns(), 1000, 10, 10, 10, 0, 0, 0, 1)
 
-    monkeypatch.setattr(stats_service, "read_usage", fake_read_usage)
+    env.runtime.read_usage = fake_read_usage
 
     async def scenario() -> list[api_pb2.PodSandboxStats]:
         listing = asyncio.create_task(env.stats.list_pod_stats(api_pb2.PodSandboxStatsFilter()))
@@ -105,9 +119,7 @@ def test_pod_stats_read_each_cgroup_once_and_survive_a_removal(
 
 
 def test_cpu_samples_of_removed_objects_are_forgotten(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(
-        stats_service, "read_usage", lambda rel: CgroupUsage(time.time_ns(), 5, 1, 1, 1, 0, 0, 0, 1)
-    )
+    env.runtime.read_usage = lambda rel: CgroupUsage(time.time_ns(), 5, 1, 1, 1, 0, 0, 0, 1)
 
     async def scenario() -> None:
         await env.stats.pod_stats(POD)
@@ -124,6 +136,6 @@ def test_list_container_stats_skips_what_is_gone(env: Env, monkeypatch: pytest.M
     def gone_meanwhile(rel: str) -> Any:
         return None  # the cgroup went with its container
 
-    monkeypatch.setattr(stats_service, "read_usage", gone_meanwhile)
+    env.runtime.read_usage = gone_meanwhile
     stats = asyncio.run(env.stats.list_container_stats(api_pb2.ContainerStatsFilter()))
     assert len(stats) == 2 and all(s.cpu.usage_core_nano_seconds.value == 0 for s in stats)
