@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return int(images_main(argv[1:]))
     if argv and argv[0] == "play":
-        from cri_py.play.cli import play_main
+        from cri_py.play import play_main
 
         return int(play_main(argv[1:]))
 

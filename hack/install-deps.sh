@@ -37,6 +37,6 @@ if [ ! -x "$venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; 
     echo "install-deps: preparing the virtual environment in $venv"
     "$python" -m venv "$venv"
     "$venv/bin/pip" install -q --upgrade pip
-    "$venv/bin/pip" install -q -e "$here[dev]"
+    "$venv/bin/pip" install -q -e "$here[dev,play]"
     echo "$want" > "$stamp"
 fi

@@ -236,10 +236,5 @@ def main(argv: list[str]) -> int:
         return 0
 
 
-def play_main(argv: list[str]) -> int:
-    """`cri-py play ...` as wired into cri_py.cli."""
-    return main(argv)
-
-
 if __name__ == "__main__":
     raise SystemExit(main(sys.argv[1:]))
