@@ -123,8 +123,10 @@ class ContainerQueries:
             yield rec
 
 
-def _signal_enum(number: int) -> api_pb2.Signal:
+def _signal_enum(number: int) -> api_pb2.Signal | str:
+    """The CRI's name for a signal number (the message takes enum names as they are)."""
     with contextlib.suppress(ValueError):
         name = signal.Signals(number).name
-        return api_pb2.Signal.Value(name)  # type: ignore[no-any-return]
+        api_pb2.Signal.Value(name)  # a signal the CRI names
+        return name
     return api_pb2.RUNTIME_DEFAULT

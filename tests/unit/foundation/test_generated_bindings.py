@@ -1,4 +1,5 @@
-"""The committed CRI bindings match what hack/gen-proto.sh makes from the committed proto."""
+"""The committed CRI bindings match what hack/gen-proto.sh makes from the committed proto, and
+type-check callers."""
 
 from __future__ import annotations
 
@@ -41,3 +42,19 @@ def test_every_rpc_of_both_services_is_in_the_bindings() -> None:
     proto = (REPO / "api" / "cri" / "runtime" / "v1" / "api.proto").read_text()
     declared = proto.count("\n    rpc ")
     assert len(runtime.methods) + len(image.methods) == declared
+
+
+def test_a_misspelt_request_field_fails_the_type_check(tmp_path: Path) -> None:
+    """The messages are typed for mypy (api_pb2.pyi and types-protobuf), not Any."""
+    probe = tmp_path / "probe.py"
+    probe.write_text(
+        "from cri_py.api import api_pb2\n\n\n"
+        "def handler(request: api_pb2.StopContainerRequest) -> int:\n"
+        "    return request.timeoutt\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "mypy", "--no-incremental", str(probe)],
+        capture_output=True, text=True, cwd=REPO, check=False,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stdout
+    assert '"StopContainerRequest" has no attribute "timeoutt"' in done.stdout
