@@ -6,10 +6,11 @@ Two ways to make them, behind one interface:
 - `ThreadPinner`: a short-lived thread of ours unshares IPC/UTS/net, sets the hostname and
   pins its own namespaces (no fork: a few hundred microseconds). A thread cannot create a
   user namespace (`unshare(CLONE_NEWUSER)` fails with EINVAL in a multithreaded process).
-- `ForkPinner` (as CRI-O's `pinns -U`): a forked helper creates the user namespace first;
-  the daemon, in the parent user namespace, writes its uid/gid maps; the helper then creates
-  the other namespaces inside it (so they belong to it) and sets the hostname; the daemon
-  bind-mounts /proc/<helper>/ns/* onto the pins and lets the helper exit.
+- `ForkPinner` (as CRI-O's `pinns -U`): a helper process (pin_helper.py, a fresh
+  interpreter: a fork of the daemon would not be single-threaded) creates the user namespace
+  first; the daemon, in the parent user namespace, writes its uid/gid maps; the helper then
+  creates the other namespaces inside it (so they belong to it), sets the hostname and brings
+  lo up; the daemon bind-mounts /proc/<helper>/ns/* onto the pins and lets the helper exit.
 
 Both are blocking calls (run them in a thread) and take the same `PinRequest`; a failure
 removes every pin the call made.
@@ -20,26 +21,24 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
-import fcntl
 import os
-import socket
-import struct
+import subprocess
+import sys
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from cri_py.pod import pin_helper
 from cri_py.storage import mount as sysmount
 
 CLONE_NEWUTS = 0x04000000
 CLONE_NEWIPC = 0x08000000
-CLONE_NEWUSER = 0x10000000
+CLONE_NEWUSER = pin_helper.CLONE_NEWUSER
 CLONE_NEWNET = 0x40000000
 _MS_BIND = 4096
-_SIOCGIFFLAGS = 0x8913
-_SIOCSIFFLAGS = 0x8914
-_IFF_UP = 0x1
+HELPER = pin_helper.__file__
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -151,64 +150,55 @@ class ThreadPinner(_PinFiles):
 
 
 class ForkPinner(_PinFiles):
-    """Pins a user namespace and the others inside it, through a forked helper."""
+    """Pins a user namespace and the others inside it, through a helper process."""
 
     def pin(self, request: PinRequest) -> None:
         if request.user_ns is None and not request.flags():
             return
         _make_pin_files(request)
         try:
-            self._fork_and_pin(request)
+            self._pin_through_helper(request)
         except BaseException:
             self.unpin(pin for _, pin in request.pins())
             raise
 
-    def _fork_and_pin(self, request: PinRequest) -> None:
+    def _pin_through_helper(self, request: PinRequest) -> None:
         to_parent_r, to_parent_w = os.pipe()
         to_child_r, to_child_w = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # the helper: only system calls from here to _exit
-            os.close(to_parent_r)
-            os.close(to_child_w)
-            _helper(request, to_parent_w, to_child_r)
-        os.close(to_parent_w)
-        os.close(to_child_r)
+        args = [
+            str(to_parent_w),
+            str(to_child_r),
+            str(request.flags()),
+            "1" if request.user_ns is not None else "0",
+            "1" if request.net is not None else "0",
+            request.hostname if request.uts is not None else "",
+        ]
+        try:
+            helper = subprocess.Popen(
+                [sys.executable, "-I", "-S", HELPER, *args],
+                pass_fds=(to_parent_w, to_child_r),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        finally:
+            os.close(to_parent_w)
+            os.close(to_child_r)
         try:
             if request.user_ns is not None:
                 _expect(to_parent_r, b"U")  # the helper is in its new user namespace
-                _write_maps(pid, request.user_ns)
+                _write_maps(helper.pid, request.user_ns)
                 os.write(to_child_w, b"M")
             _expect(to_parent_r, b"N")  # and in the other new namespaces
             for name, pin in request.pins():
-                _bind(f"/proc/{pid}/ns/{name}".encode(), pin)
+                _bind(f"/proc/{helper.pid}/ns/{name}".encode(), pin)
             os.write(to_child_w, b"D")
         finally:
             os.close(to_parent_r)
             os.close(to_child_w)
-            _, status = os.waitpid(pid, 0)
-        if os.waitstatus_to_exitcode(status) != 0:
+            status = helper.wait()
+        if status != 0:
             raise OSError(errno.ECHILD, f"the namespace helper exited with status {status}")
-
-
-def _helper(request: PinRequest, to_parent: int, from_parent: int) -> None:
-    code = 0
-    try:
-        if request.user_ns is not None:
-            _check(_libc.unshare(CLONE_NEWUSER), "unshare user namespace")
-            os.write(to_parent, b"U")
-            if os.read(from_parent, 1) != b"M":
-                os._exit(3)
-        if request.flags():
-            # as the user namespace's creator, the helper holds every capability in it
-            _check(_libc.unshare(request.flags()), "unshare")
-        _inside_new_namespaces(request)
-        os.write(to_parent, b"N")
-        os.read(from_parent, 1)  # the pins are made (or the parent gave up): done either way
-    except BaseException as exc:  # noqa: BLE001 - the parent reads the message
-        with contextlib.suppress(OSError):
-            os.write(to_parent, b"E" + str(exc).encode(errors="replace")[:500])
-        code = 1
-    os._exit(code)
 
 
 def _expect(fd: int, token: bytes) -> None:
@@ -229,17 +219,9 @@ def _write_maps(pid: int, user_ns: UserNamespace) -> None:
 def _inside_new_namespaces(request: PinRequest) -> None:
     """What a new namespace needs from inside: its hostname, its loopback up."""
     if request.uts is not None and request.hostname:
-        name = request.hostname.encode()
-        _check(_libc.sethostname(name, len(name)), "sethostname")
+        pin_helper.set_hostname(request.hostname)
     if request.net is not None:
-        _loopback_up()
-
-
-def _loopback_up() -> None:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        ifreq = struct.pack("16sH14x", b"lo", 0)
-        flags = struct.unpack("16sH14x", fcntl.ioctl(s.fileno(), _SIOCGIFFLAGS, ifreq))[1]
-        fcntl.ioctl(s.fileno(), _SIOCSIFFLAGS, struct.pack("16sH14x", b"lo", flags | _IFF_UP))
+        pin_helper.loopback_up()
 
 
 def _make_pin_files(request: PinRequest) -> None:

@@ -128,3 +128,24 @@ def test_fork_pinner_works_from_a_worker_thread_of_a_multithreaded_daemon(tmp_pa
         stop.set()
         busy.join()
         pinner.unpin(pin for _, pin in request.pins())
+
+
+def test_fork_pinner_works_beside_grpc_threads(tmp_path: Path) -> None:
+    """gRPC's fork handlers re-create its threads in a forked child, so a fork of the daemon
+    cannot make a user namespace; the helper is a fresh process (critest found this)."""
+    import grpc
+
+    async def scenario() -> None:
+        server = grpc.aio.server()
+        server.add_insecure_port(f"unix://{tmp_path}/grpc.sock")
+        await server.start()
+        pinner = ForkPinner()
+        request = _request(tmp_path / "pins", user=True)
+        try:
+            await asyncio.to_thread(pinner.pin, request)
+            assert all(_is_pinned(pin) for _, pin in request.pins())
+        finally:
+            pinner.unpin(pin for _, pin in request.pins())
+            await server.stop(0)
+
+    asyncio.run(scenario())
