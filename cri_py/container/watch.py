@@ -94,6 +94,9 @@ class ExitWatcher:
                 message = "the container monitor exited without an exit status"
             else:
                 code, finished, oom = info.exit_code, info.finished_at_ns, info.oom_killed
+            # the exit file's ctime comes from the kernel's coarse clock (a tick behind ours):
+            # a command that ends at once must still not finish before it started
+            finished = max(finished, rec.started_at)
             with contextlib.suppress(NotFound):  # removed meanwhile
                 rec = self._store.transition(
                     rec,

@@ -16,9 +16,11 @@ from cri_py.container.model import ContainerRecord
 from cri_py.container.service import ContainerService
 from cri_py.container.state import ContainerState
 from cri_py.container.store import ContainerStore
+from cri_py.container.watch import ExitWatcher
 from cri_py.errors import DeadlineExceeded
 from cri_py.events import EventBus
 from cri_py.oci.conmon import is_conmon
+from cri_py.oci.exits import ExitInfo
 from cri_py.oci.spec import HostFacts
 from cri_py.pod.store import SandboxStore
 from cri_py.store import Database
@@ -97,3 +99,44 @@ def test_stop_gives_up_with_deadline_exceeded_when_no_exit_comes(
         monitor.wait()
     assert runtime.kills and set(runtime.kills) == {9}
     assert store.get(cid).state == ContainerState.CREATED  # nothing was made up
+
+
+class InstantExit:
+    """A container that exited within a tick of its start: the exit file's ctime (coarse
+    clock) reads earlier than the start time taken with the fine one."""
+
+    def __init__(self, finished_at_ns: int) -> None:
+        self.finished_at_ns = finished_at_ns
+
+    def get(self, name: str) -> InstantExit:
+        return self
+
+    def exit_status(self, cid: str, persist_dir: Path) -> ExitInfo:
+        return ExitInfo(7, self.finished_at_ns, False)
+
+    async def delete(self, cid: str, *, force: bool = False) -> None:
+        return None
+
+
+def test_an_exit_is_never_recorded_before_the_start(tmp_path: Path) -> None:
+    db = Database(tmp_path / "state.db")
+    store = ContainerStore(db, EventBus())
+    started = 1_796_294_429_878_513_984
+    rec = ContainerRecord(
+        id="c" * 64, pod_id="p" * 64, name="bad", attempt=0, state=ContainerState.CREATING, created_at=1,
+        runtime_handler="runc", config_b64=encode_message(api_pb2.ContainerConfig()), image_id="i",
+        image_ref="i", image_name="i", bundle=str(tmp_path / "b"),
+    )  # fmt: skip
+    created = store.transition(store.insert(rec), ContainerState.CREATED)
+    store.transition(created, ContainerState.RUNNING, started_at=started)
+    tasks = TaskOwner()
+    watcher = ExitWatcher(store, InstantExit(started - 900_955), tasks, tmp_path)  # type: ignore[arg-type]
+
+    async def scenario() -> None:
+        await watcher.record_exit(rec.id)
+        await tasks.close()
+
+    asyncio.run(scenario())
+    exited = store.get(rec.id)
+    assert exited.state == ContainerState.EXITED and exited.exit_code == 7
+    assert exited.finished_at >= exited.started_at == started
