@@ -319,7 +319,12 @@ class Cluster:
         problems: list[str] = []
         if slot is not None:
             problems += cgroups.remove_root(slot.cgroup_root)
+        # another node's kubelet may bind the same mount point in its namespace: removing it
+        # would detach that bind, so the empty directory stays until the last node goes
+        other_kubelets = procs.running_binaries("kubelet")
         for made in reversed(state.host_dirs if state else []):
+            if other_kubelets:
+                continue
             try:
                 Path(made).rmdir()
             except FileNotFoundError:
@@ -336,9 +341,7 @@ class Cluster:
                 else:
                     entry.unlink(missing_ok=True)
             if not keep_logs:
-                with contextlib.suppress(OSError):
-                    shutil.rmtree(layout.logs)
-                    layout.dir.rmdir()
+                shutil.rmtree(layout.dir, ignore_errors=True)
         return problems
 
     def _remove_pods(self) -> None:

@@ -101,3 +101,14 @@ def kill_all(pids: list[int]) -> None:
             os.kill(pid, signal.SIGKILL)
     for pid in pids:
         wait_gone(pid, 10)
+
+
+def running_binaries(name: str) -> list[int]:
+    """Processes running an executable of that name (anyone's: only to decide what to leave)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError):
+                if os.path.basename(os.readlink(f"/proc/{entry}/exe")) == name:
+                    found.append(int(entry))
+    return found

@@ -55,6 +55,22 @@ def three_container_pod(name: str) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def read_line(stream: Any, timeout: float = 30) -> bytes:
+    """One line from a child's pipe, or fail after `timeout` (never hang the session)."""
+    fd = stream.fileno()
+    line = b""
+    deadline = time.monotonic() + timeout
+    while not line.endswith(b"\n"):
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            raise AssertionError(f"no line within {timeout:.0f} s (got {line!r})")
+        chunk = os.read(fd, 1)
+        if not chunk:
+            raise AssertionError(f"stream ended (got {line!r})")
+        line += chunk
+    return line
+
+
 @pytest.fixture
 def pod(node: NodeEnv, ns: str) -> str:
     name = node.create_pod(ns, three_container_pod("trio"))
@@ -83,7 +99,7 @@ def test_logs_follow_and_previous(node: NodeEnv, ns: str, pod: str) -> None:
     follow = node.kubectl_popen("logs", "-f", "-n", ns, pod, "-c", "worker", stdout=subprocess.PIPE)
     try:
         assert follow.stdout is not None
-        seen = [follow.stdout.readline().decode() for _ in range(5)]
+        seen = [read_line(follow.stdout).decode() for _ in range(5)]
     finally:
         follow.kill()
         follow.wait()
@@ -92,9 +108,11 @@ def test_logs_follow_and_previous(node: NodeEnv, ns: str, pod: str) -> None:
     assert ticks == sorted(ticks) and len(set(ticks)) == 4
     first_run = seen[0].strip()
 
-    node.kubectl("exec", "-n", ns, pod, "-c", "worker", "--", "kill", "1")
+    # the exec may be cut short by its own container ending (exit 137): either way the signal went
+    killed = node.kubectl("exec", "-n", ns, pod, "-c", "worker", "--", "kill", "1", check=False)
+    assert killed.returncode in (0, 137), killed.stderr
     p = node.wait_pod(ns, pod, lambda p: container_status(p, "worker").restart_count == 1 and
-                      container_status(p, "worker").state.running, 60, "worker restarted")  # fmt: skip
+                      container_status(p, "worker").state.running, 90, "worker restarted")  # fmt: skip
     last = container_status(p, "worker").last_state.terminated
     assert last.exit_code == 3 and last.reason == "Error"
     previous = node.kubectl("logs", "--previous", "-n", ns, pod, "-c", "worker").stdout
@@ -167,10 +185,9 @@ def test_attach(node: NodeEnv, ns: str, pod: str) -> None:
     )
     try:
         assert proc.stdin is not None and proc.stdout is not None
-        time.sleep(1)  # attach is up before the first line goes in (earlier input is not replayed)
         proc.stdin.write(b"hello\n")
         proc.stdin.flush()
-        line = proc.stdout.readline()
+        line = read_line(proc.stdout)
         assert line == b"got:hello\n", line
     finally:
         proc.kill()
