@@ -164,8 +164,9 @@ class ExecProcess:
                 self._tty_fd = await asyncio.wait_for(received, 5)
                 self._add_output(self._tty_fd, 1)
             else:
-                self._add_output(pipes[0].read_fd, 1)
-                self._add_output(pipes[1].read_fd, 2)
+                for pipe, stream in ((pipes[0], 1), (pipes[1], 2)):
+                    self._add_output(pipe.read_fd, stream)
+                    pipe.handed_over = True
             self.pid = int(await asyncio.to_thread(pid_file.read_text))
         except BaseException:
             if self._proc is not None and self._proc.returncode is None:
@@ -186,7 +187,9 @@ class ExecProcess:
             if console is not None:
                 console.close()
             for p in pipes:
-                if p.read_fd not in self._outputs:
+                # one the outputs took is theirs to close: a fast command's end of output may
+                # have closed it already (and its number may belong to another file by now)
+                if not p.handed_over:
                     p.close_read()
         self._exit = asyncio.ensure_future(exits.wait_child_status(self.pid))
 
@@ -398,6 +401,7 @@ def _write_spec(scratch: Path, spec_file: Path, spec: dict[str, Any]) -> None:
 class _Pipe:
     def __init__(self) -> None:
         self.read_fd, self.write_fd = os.pipe()
+        self.handed_over = False  # the session's outputs own the read end now
 
     async def read_available(self, grace: float) -> bytes:
         """What the writer left (it has exited); waits up to `grace` for it to arrive."""
