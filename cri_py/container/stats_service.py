@@ -141,7 +141,7 @@ class StatsService:
         )
         if pod.netns_path:
             with contextlib.suppress(Exception):
-                counters = await self.network.interface_stats_async(Path(pod.netns_path))
+                counters = await self.network.pod_interface_stats(pod.id, Path(pod.netns_path))
                 ifaces = [
                     api_pb2.NetworkInterfaceUsage(
                         name=name,

@@ -35,6 +35,7 @@ from cri_py.network.result import (
     result_cidrs,
     result_interfaces,
 )
+from cri_py.network.rtnl import NetnsReader
 from cri_py.network.watch import DirWatch
 
 log = logging.getLogger(__name__)
@@ -103,6 +104,8 @@ class NetworkManager:
         self._status_error: str | None = None
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
         self._known: dict[str, Attachment] = {}
+        # per pod, a netlink socket inside its netns for the status and stats reads (closed on DEL)
+        self._readers: dict[str, NetnsReader] = {}
         self._watcher: asyncio.Task[None] | None = None
 
     # ---- lifecycle ---------------------------------------------------------------------
@@ -121,6 +124,8 @@ class NetworkManager:
         self._watcher = asyncio.create_task(self._watch(watch), name="cni-conf-watch")
 
     async def stop(self) -> None:
+        for pod_id in list(self._readers):
+            self.close_reader(pod_id)
         if self._watcher is not None:
             self._watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -366,6 +371,7 @@ class NetworkManager:
                 log.warning("pod %s: dropping unreadable CNI cache entry: %s", pod_id, exc)
                 self._cache.delete(pod_id)
                 return
+            self.close_reader(pod_id)
             if attachment is None:
                 return
             candidates = [p for p in (netns, Path(attachment.netns) if attachment.netns else None) if p]
@@ -426,7 +432,7 @@ class NetworkManager:
         attachment = self._known.get(pod_id)
         if result is None or attachment is None:
             return None
-        present = await asyncio.to_thread(netns_ops.interface_addresses, Path(attachment.netns))
+        present = (await self._reader(pod_id, Path(attachment.netns))).addresses()
         there = {a for addrs in present.values() for a in addrs}
         wanted = [a for a in [result.ip, *result.additional_ips] if a in there]
         if not wanted:
@@ -434,12 +440,29 @@ class NetworkManager:
         result.ip, result.additional_ips = wanted[0], wanted[1:]
         return result
 
-    def interface_stats(self, netns: Path) -> dict[str, tuple[int, int]]:
-        """rx/tx bytes per interface inside the netns (a few ms of netlink; no fork)."""
-        return netns_ops.interface_stats(netns)
+    async def pod_interface_stats(self, pod_id: str, netns: Path) -> dict[str, tuple[int, int]]:
+        """rx/tx bytes per interface inside the pod's netns (one netlink dump; no thread, no fork)."""
+        return (await self._reader(pod_id, netns)).interface_stats()
 
-    async def interface_stats_async(self, netns: Path) -> dict[str, tuple[int, int]]:
-        return await asyncio.to_thread(netns_ops.interface_stats, netns)
+    async def _reader(self, pod_id: str, netns: Path) -> NetnsReader:
+        reader = self._readers.get(pod_id)
+        if reader is not None and reader.netns == netns:
+            return reader
+        if reader is not None:
+            reader.close()
+        # entering the namespace takes a thread once; the socket then serves every later read
+        reader = await asyncio.to_thread(NetnsReader, netns)
+        stale = self._readers.get(pod_id)
+        if stale is not None and stale is not reader:
+            stale.close()
+        self._readers[pod_id] = reader
+        return reader
+
+    def close_reader(self, pod_id: str) -> None:
+        """The pod's network is going: its socket must not keep the namespace alive."""
+        reader = self._readers.pop(pod_id, None)
+        if reader is not None:
+            reader.close()
 
     # ---- garbage collection ------------------------------------------------------------
 

@@ -1,4 +1,7 @@
-"""Pinned network namespaces, created and inspected through pyroute2 without forking.
+"""Pinned network namespaces, created and inspected without forking.
+
+A pod's namespace gets its loopback up through rtnl.py's one netlink request; stand-in
+namespaces (an interface and addresses to configure) and the inspection helpers use pyroute2.
 
 Namespaces belong to threads on Linux: a short-lived thread of our own unshares or joins a
 namespace, does its netlink work there and goes back, so the daemon never forks (pyroute2's
@@ -16,6 +19,8 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
+
+from cri_py.network import rtnl
 
 if TYPE_CHECKING:
     from pyroute2 import IPRoute
@@ -113,9 +118,12 @@ def _create_pinned(path: Path, prepare: Callable[[IPRoute], None] | None) -> Pat
         try:
             _check(_libc.unshare(_CLONE_NEWNET), "unshare netns", path)
             try:
-                with _iproute() as ipr:
-                    ipr.link("set", index=1, state="up")
-                    if prepare is not None:
+                if prepare is None:
+                    # loopback is interface 1 in a new namespace
+                    rtnl.set_link_up(1)
+                else:
+                    with _iproute() as ipr:
+                        ipr.link("set", index=1, state="up")
                         prepare(ipr)
                 own = b"/proc/thread-self/ns/net"
                 _check(_libc.mount(own, bytes(path), b"none", _MS_BIND, None), "pin netns", path)
@@ -160,8 +168,12 @@ def netns_inode(path: Path) -> int | None:
         return None
 
 
-def run_in_netns(path: Path, work: Callable[[IPRoute], T]) -> T:
-    """Call `work` with a netlink socket that lives in the namespace pinned at `path`."""
+def run_in_netns_raw(path: Path, work: Callable[[], T]) -> T:
+    """Call `work` on a short-lived thread inside the namespace pinned at `path`.
+
+    What `work` opens there (a netlink socket) stays bound to the namespace after the thread
+    went back to the host's.
+    """
 
     def inside() -> T:
         target = os.open(path, os.O_RDONLY)
@@ -169,17 +181,29 @@ def run_in_netns(path: Path, work: Callable[[IPRoute], T]) -> T:
         try:
             _check(_libc.setns(target, _CLONE_NEWNET), "enter netns", path)
             try:
-                # the socket stays bound to the namespace it was opened in
-                ipr = _iproute()
+                return work()
             finally:
                 _check(_libc.setns(host, _CLONE_NEWNET), "return to host netns", path)
         finally:
             os.close(target)
             os.close(host)
-        with ipr:
-            return work(ipr)
 
     return _in_thread(inside)
+
+
+def run_in_netns(path: Path, work: Callable[[IPRoute], T]) -> T:
+    """Call `work` with a pyroute2 socket inside the namespace pinned at `path`.
+
+    `work` runs on the thread that entered the namespace: pyroute2 0.9 opens its socket at the
+    first request, so an IPRoute made there and used after the thread went back would read the
+    host's interfaces.
+    """
+
+    def inside() -> T:
+        with _iproute() as ipr:
+            return work(ipr)
+
+    return run_in_netns_raw(path, inside)
 
 
 def interface_stats(path: Path) -> dict[str, tuple[int, int]]:

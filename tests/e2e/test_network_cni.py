@@ -220,7 +220,7 @@ def test_two_pods_reach_each_other_and_teardown_leaves_nothing(net: NetEnv) -> N
         stop(server)
 
     m = net.manager()
-    stats = m.interface_stats(ns_a)
+    stats = asyncio.run(m.pod_interface_stats(pod_a, ns_a))
     assert set(stats) == {"eth0"}
     rx, tx = stats["eth0"]
     assert rx > 0 and tx > 0
