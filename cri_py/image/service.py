@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from cri_py.api import api_pb2
 from cri_py.config.model import Config
 from cri_py.errors import CriError, FailedPrecondition, Internal, InvalidArgument, NotFound
-from cri_py.fsusage import directory_usage
+from cri_py.fsusage import TreeUsage, directory_usage
 from cri_py.image import archive, build, resolve
 from cri_py.image import reference as refs
 from cri_py.image.content import ContentStore
@@ -63,6 +63,8 @@ class ImageService:
         `images` command and tests run one alone (own tasks, no containers)."""
         self.config = config
         self.content = ContentStore(config.root / "images")
+        # blobs/sha256 and layers/<id> come and go two levels below the store's root
+        self.tree_usage = TreeUsage(self.content.root, depth=2)
         self.limits = limits or UnpackLimits()
         self._images: RecordTable[ImageRecord] = RecordTable(db, "images", ImageRecord.from_dict)
         self._db = db

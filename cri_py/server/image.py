@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING
 
 from cri_py.api import api_pb2
 from cri_py.errors import InvalidArgument
-from cri_py.fsusage import directory_usage
 from cri_py.image.model import ImageRecord
 from cri_py.image.service import ImageService
 from cri_py.server.context import Context
@@ -108,22 +107,22 @@ class ImageHandlers:
     ) -> api_pb2.ImageFsInfoResponse:
         images_root = self._images().content.root
         containers_root = self.services.rootfs.mountpoint()
-        (img_bytes, img_inodes), (ctr_bytes, ctr_inodes) = await asyncio.gather(
-            asyncio.to_thread(directory_usage, images_root),
-            # stays on the root's device: merged overlay mounts would count image layers again
-            asyncio.to_thread(directory_usage, containers_root),
+        # stays on the root's device: merged overlay mounts would count image layers again
+        images, containers = await asyncio.gather(
+            self._images().tree_usage.measure(), self.services.rootfs.tree_usage.measure()
         )
-        now = self.daemon.now_ns()
 
-        def usage(path: str, used: int, inodes: int) -> api_pb2.FilesystemUsage:
+        def usage(path: str, used: int, inodes: int, at_ns: int) -> api_pb2.FilesystemUsage:
             return api_pb2.FilesystemUsage(
-                timestamp=now,
+                timestamp=at_ns,
                 fs_id=api_pb2.FilesystemIdentifier(mountpoint=path),
                 used_bytes=api_pb2.UInt64Value(value=used),
                 inodes_used=api_pb2.UInt64Value(value=inodes),
             )
 
         return api_pb2.ImageFsInfoResponse(
-            image_filesystems=[usage(str(images_root), img_bytes, img_inodes)],
-            container_filesystems=[usage(str(containers_root), ctr_bytes, ctr_inodes)],
+            image_filesystems=[usage(str(images_root), images.used, images.inodes, images.at_ns)],
+            container_filesystems=[
+                usage(str(containers_root), containers.used, containers.inodes, containers.at_ns)
+            ],
         )

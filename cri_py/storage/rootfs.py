@@ -22,7 +22,7 @@ from pathlib import Path
 
 from cri_py.config.model import Config
 from cri_py.errors import Internal, InvalidArgument
-from cri_py.fsusage import directory_usage
+from cri_py.fsusage import TreeUsage, directory_usage
 from cri_py.storage import mount as sysmount
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
@@ -37,6 +37,8 @@ class RootfsManager:
         self.base = config.root / "rootfs"
         self.links = self.base / "l"
         self.empty = self.base / "empty"
+        # a container's directory comes and goes right below base; its files change deeper
+        self.tree_usage = TreeUsage(self.base, depth=0)
 
     def mountpoint(self) -> Path:
         """The directory holding the containers' writable layers (for ImageFsInfo)."""
