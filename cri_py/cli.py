@@ -44,6 +44,9 @@ def _policy_summary(config: Config) -> dict[str, Any] | None:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from cri_py import heap
+
+    heap.limit_arenas()  # before gRPC and the executors start their threads
     from cri_py.daemon import Daemon, DaemonError
 
     config, overrides = _load(args)

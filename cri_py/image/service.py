@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import contextlib
 import dataclasses
 import logging
 import re
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cri_py import heap
 from cri_py.api import api_pb2
 from cri_py.config.model import Config
 from cri_py.errors import CriError, FailedPrecondition, Internal, InvalidArgument, NotFound
@@ -247,7 +249,13 @@ class ImageService:
     async def _pull_one(self, parsed: refs.Reference, auth: api_pb2.AuthConfig | None) -> ImageRecord:
         # later callers join a running pull; it stops (and its partial content goes) when no
         # caller waits any more: a retry then starts afresh
-        return await self._pulls.join(str(parsed), lambda: self._pull(parsed, auth))
+        try:
+            return await self._pulls.join(str(parsed), lambda: self._pull(parsed, auth))
+        finally:
+            if not len(self._pulls):
+                # the last pull of a burst is done: its buffers are free but still resident
+                with contextlib.suppress(RuntimeError):  # the daemon is shutting down
+                    self._tasks.spawn(asyncio.to_thread(heap.trim), name="heap trim after pulls")
 
     async def _pull(self, ref: refs.Reference, auth: api_pb2.AuthConfig | None) -> ImageRecord:
         def hold(keys: Iterable[str]) -> None:
