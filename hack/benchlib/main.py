@@ -4,6 +4,7 @@
     hack/bench --node [--node-pods 110] [--poll-seconds 120] [--write-docs]
     hack/bench --critest [--write-docs]
     hack/bench --spans [--n 20]                  where cri-py's time goes, per RPC
+    hack/bench --memory                          what cri-py keeps resident, step by step
     hack/bench --endpoint unix:///run/x.sock --busybox-image REF [--big-image REF]
                [--daemon-pid PID --monitor-marker DIR]
     hack/bench --render bench-results/latest.json [--write-docs]
@@ -69,6 +70,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="the three at kubelet's max-pods: memory, List/status latency, CPU under polling, kubelet",
     )
     mode.add_argument("--critest", action="store_true", help="critest -benchmark against the three")
+    mode.add_argument(
+        "--memory",
+        action="store_true",
+        help="cri-py only: what stays resident after start-up and after each kind of work (tracemalloc)",
+    )
     mode.add_argument("--endpoint", help="measure one running CRI endpoint (unix:///path)")
     mode.add_argument(
         "--render", type=Path, help="print (and with --write-docs publish) a saved result JSON again"
@@ -106,6 +112,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="--node: the runtimes kubelet runs the Deployment on (comma-separated)",
     )
     parser.add_argument("--replicas", type=int, default=30, help="--node: the Deployment's replicas")
+    parser.add_argument(
+        "--no-tracemalloc",
+        action="store_true",
+        help="--memory: RSS as it is, without Python allocation tracing",
+    )
     parser.add_argument("--critest-n", type=int, default=20, help="--critest: samples per benchmark")
     parser.add_argument("--critest-parallel", type=int, default=2, help="--critest: samples in parallel")
     parser.add_argument(
@@ -292,6 +303,10 @@ def main(argv: list[str]) -> int:
         return 2
     if args.spans:
         return spans_mode(args)
+    if args.memory:
+        from benchlib import memprofile
+
+        return memprofile.run(args)
     if args.render:
         result = json.loads(args.render.read_text())
         text, md = render(result)
