@@ -17,6 +17,19 @@ _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True
 _libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
 _libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
 
+# statx(2): STATX_ATTR_MOUNT_ROOT (Linux 5.8) says whether a path is a mount's root without
+# reading /proc/self/mountinfo, which grows by three lines per pod (rootfs, shm, netns pin) and
+# costs ~0.8 ms of Python even on an idle host
+_AT_FDCWD = -100
+_AT_SYMLINK_NOFOLLOW = 0x100
+_AT_NO_AUTOMOUNT = 0x800
+_STATX_BASIC_STATS = 0x7FF
+_STATX_ATTR_MOUNT_ROOT = 0x2000
+_STATX_SIZE = 256
+_statx = getattr(_libc, "statx", None)
+if _statx is not None:
+    _statx.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_uint, ctypes.c_void_p]
+
 
 def mount(source: str, target: Path, fstype: str, flags: int = 0, data: str = "") -> None:
     if len(data.encode()) > MOUNT_DATA_MAX:
@@ -35,7 +48,30 @@ def umount(target: Path, flags: int = UMOUNT_NOFOLLOW) -> None:
 
 
 def is_mountpoint(path: Path) -> bool:
-    """True if something is mounted exactly at path (from /proc/self/mountinfo)."""
+    """True if something is mounted exactly at path (a symlink there is not followed)."""
+    known = _mount_root_by_statx(path)
+    if known is not None:
+        return known
+    return _in_mountinfo(path)
+
+
+def _mount_root_by_statx(path: Path) -> bool | None:
+    """statx's answer, or None where the kernel or libc cannot give it."""
+    if _statx is None:
+        return None
+    buf = ctypes.create_string_buffer(_STATX_SIZE)
+    flags = _AT_SYMLINK_NOFOLLOW | _AT_NO_AUTOMOUNT
+    if _statx(_AT_FDCWD, str(path).encode(), flags, _STATX_BASIC_STATS, buf) != 0:
+        err = ctypes.get_errno()
+        return False if err in (errno.ENOENT, errno.ENOTDIR) else None
+    attributes = int.from_bytes(buf.raw[8:16], "little")
+    supported = int.from_bytes(buf.raw[56:64], "little")
+    if not supported & _STATX_ATTR_MOUNT_ROOT:
+        return None
+    return bool(attributes & _STATX_ATTR_MOUNT_ROOT)
+
+
+def _in_mountinfo(path: Path) -> bool:
     wanted = str(path)
     try:
         with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as f:
