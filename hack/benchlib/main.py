@@ -112,6 +112,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="--node: the runtimes kubelet runs the Deployment on (comma-separated)",
     )
     parser.add_argument("--replicas", type=int, default=30, help="--node: the Deployment's replicas")
+    parser.add_argument("--kubelet-rounds", type=int, default=3, help="--node: Deployment rounds per runtime")
     parser.add_argument(
         "--no-tracemalloc",
         action="store_true",
