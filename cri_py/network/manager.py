@@ -321,6 +321,9 @@ class NetworkManager:
             attachment.result = prev or {}
             self._cache.save(attachment)
             self._known[req.pod_id] = attachment
+            # kubelet asks PodSandboxStatus right after: the namespace's socket is ready by then
+            with contextlib.suppress(OSError):
+                await self._reader(req.pod_id, Path(attachment.netns))
             return _to_result(attachment)
 
     async def _undo_failed_add(self, attachment: Attachment, cause: BaseException) -> None:
