@@ -334,7 +334,8 @@ def main(argv: list[str]) -> int:
     stamp = result["started"].replace(":", "").replace("+0000", "Z")
     mode = result["mode"]
     (args.out / f"{mode}-{stamp}.json").write_text(json.dumps(result, indent=2, default=str))
-    (args.out / f"latest-{mode}.json").write_text(json.dumps(result, indent=2, default=str))
+    for latest in (f"latest-{mode}.json", "latest.json"):  # latest.json: whichever mode ran last
+        (args.out / latest).write_text(json.dumps(result, indent=2, default=str))
     log(f"wrote {args.out}/{mode}-{stamp}.json ({result['wall_s']:.0f} s)")
     if args.write_docs and md:
         log(f"wrote {docs.write_section(mode, md)}")
