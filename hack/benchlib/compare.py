@@ -154,7 +154,9 @@ def compare(args: argparse.Namespace) -> dict[str, Any]:
     names = runtime_names(args)
     with bench_workdir(args.workdir_base) as workdir:
         wrapper = profiler_wrapper(args, result)
-        with runtimes.started(workdir, cgroup_parent, names, result, wrapper) as rt:
+        with runtimes.started(
+            workdir, cgroup_parent, names, result, wrapper, keep_logs=args.out / "runtime-logs"
+        ) as rt:
             with contextlib.ExitStack() as stack:
                 kit = stack.enter_context(floor_kit(workdir, cgroup_parent)) if not args.no_floors else None
                 floors: dict[str, float] = {}

@@ -143,7 +143,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     result["runs"] = runs
     with bench_workdir(args.workdir_base) as workdir:
         with runtimes.started(
-            workdir, cgroup_parent, names, result, mirrors=MIRRORS, crio_clamp_oom=True
+            workdir,
+            cgroup_parent,
+            names,
+            result,
+            mirrors=MIRRORS,
+            crio_clamp_oom=True,
+            keep_logs=args.out / "runtime-logs",
         ) as rt:
             push_critest_images(rt.registry)
             params = params_file(workdir / "critest-params.yaml", args.critest_n, args.critest_parallel)

@@ -137,7 +137,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     creation: dict[str, Any] = {}
     result.update(memory=memory, cpu=cpu_load, cpu_idle=cpu_idle, create=creation)
     with bench_workdir(args.workdir_base) as workdir:
-        with runtimes.started(workdir, cgroup_parent, names, result) as rt:
+        with runtimes.started(
+            workdir, cgroup_parent, names, result, keep_logs=args.out / "runtime-logs"
+        ) as rt:
             bench = Bench(rt.targets, args.node_n, args.warmup, log)
             pods: dict[str, list[Pod]] = {}
             try:

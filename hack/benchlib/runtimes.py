@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -107,6 +108,7 @@ def started(
     wrapper: list[str] | None = None,
     mirrors: tuple[str, ...] = (),
     crio_clamp_oom: bool = False,
+    keep_logs: Path | None = None,
 ) -> Iterator[Runtimes]:
     """The registry with the bench images, then every runtime in `names`, each pulled busybox once.
 
@@ -148,6 +150,12 @@ def started(
     finally:
         for client in clients:
             client.close()
+        if keep_logs is not None:
+            # each daemon's own log, for whoever reads a failure afterwards
+            keep_logs.mkdir(parents=True, exist_ok=True)
+            for name, daemon in daemons.items():
+                for log_file in daemon.workdir.glob("*.log"):
+                    shutil.copyfile(log_file, keep_logs / f"{name}-{log_file.name}")
         for daemon in daemons.values():
             try:
                 daemon.stop()
