@@ -97,6 +97,7 @@ class Daemon:
             self._server = build_server(self, self.services)
             self._server.add_insecure_port(self.config.listen)
             await self._server.start()
+            self.services.events_feed.serving()
             os.chmod(socket_path, 0o660)
             loop = asyncio.get_running_loop()
             loop.add_signal_handler(signal.SIGTERM, self._stopping.set)
@@ -113,6 +114,8 @@ class Daemon:
     async def shutdown(self) -> None:
         """Stop serving, end the background work, then close the store (in that order)."""
         self.ready = False
+        if self._services is not None:
+            self._services.events_feed.close()  # event streams end now, not after the grace
         if self._server is not None:
             await self._server.stop(grace=2.0)
             self._server = None

@@ -25,7 +25,7 @@ import enum
 import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 if TYPE_CHECKING:
     from cri_py.container.model import ContainerRecord
@@ -63,6 +63,9 @@ class LifecycleEvent:
 
 
 Sink = Callable[[LifecycleEvent], None]
+# what a hub carries: LifecycleEvent on the daemon's bus; derived feeds (GetContainerEvents'
+# events with the pod's statuses) reuse the same hub and subscriptions for their own items
+T = TypeVar("T")
 
 
 class Overflow(enum.Enum):
@@ -81,22 +84,22 @@ class SubscriptionLagged(SubscriptionClosed):
     """The subscriber fell behind by more than its buffer and chose `Overflow.CLOSE`."""
 
 
-class Subscription:
+class Subscription(Generic[T]):
     """A bounded queue of events for one consumer; an async iterator and a context manager."""
 
-    def __init__(self, bus: EventBus, maxsize: int, overflow: Overflow) -> None:
+    def __init__(self, bus: Hub[T], maxsize: int, overflow: Overflow) -> None:
         if maxsize < 1:
             raise ValueError("a subscription needs room for at least one event")
         self._bus = bus
         self._maxsize = maxsize
         self._overflow = overflow
-        self._queue: collections.deque[LifecycleEvent] = collections.deque()
+        self._queue: collections.deque[T] = collections.deque()
         self._ready = asyncio.Event()
         self._closed = False
         self._lagged = False
         self.dropped = 0
 
-    def deliver(self, event: LifecycleEvent) -> None:
+    def deliver(self, event: T) -> None:
         """The sink the bus calls: never blocks."""
         if self._closed:
             return
@@ -112,7 +115,7 @@ class Subscription:
         self._queue.append(event)
         self._ready.set()
 
-    async def get(self) -> LifecycleEvent:
+    async def get(self) -> T:
         """The next event; at the end SubscriptionClosed (SubscriptionLagged if it overflowed)."""
         while not self._queue:
             if self._closed:
@@ -123,7 +126,7 @@ class Subscription:
             await self._ready.wait()
         return self._queue.popleft()
 
-    def get_nowait(self) -> LifecycleEvent | None:
+    def get_nowait(self) -> T | None:
         return self._queue.popleft() if self._queue else None
 
     def close(self) -> None:
@@ -133,10 +136,10 @@ class Subscription:
             self._bus.unsubscribe(self.deliver)
             self._ready.set()
 
-    def __aiter__(self) -> AsyncIterator[LifecycleEvent]:
+    def __aiter__(self) -> AsyncIterator[T]:
         return self._iterate()
 
-    async def _iterate(self) -> AsyncIterator[LifecycleEvent]:
+    async def _iterate(self) -> AsyncIterator[T]:
         while True:
             try:
                 yield await self.get()
@@ -145,31 +148,31 @@ class Subscription:
             except SubscriptionClosed:
                 return
 
-    def __enter__(self) -> Subscription:
+    def __enter__(self) -> Subscription[T]:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
 
-class EventBus:
-    """Publish/subscribe for lifecycle events, owned by the daemon; loop-thread only."""
+class Hub(Generic[T]):
+    """Publish/subscribe of items of one type; loop-thread only."""
 
     def __init__(self) -> None:
-        self._sinks: list[Sink] = []
+        self._sinks: list[Callable[[T], None]] = []
 
-    def subscribe(self, sink: Sink) -> Callable[[], None]:
+    def subscribe(self, sink: Callable[[T], None]) -> Callable[[], None]:
         """Call `sink` with every event from now on; returns the unsubscribe function."""
         self._sinks.append(sink)
         return lambda: self.unsubscribe(sink)
 
-    def unsubscribe(self, sink: Sink) -> None:
+    def unsubscribe(self, sink: Callable[[T], None]) -> None:
         if sink in self._sinks:
             self._sinks.remove(sink)
 
-    def subscription(self, maxsize: int = 1000, overflow: Overflow = Overflow.DROP_OLDEST) -> Subscription:
+    def subscription(self, maxsize: int = 1000, overflow: Overflow = Overflow.DROP_OLDEST) -> Subscription[T]:
         """A buffered subscriber; close it (or use `with`) when done."""
-        sub = Subscription(self, maxsize, overflow)
+        sub: Subscription[T] = Subscription(self, maxsize, overflow)
         self.subscribe(sub.deliver)
         return sub
 
@@ -177,10 +180,14 @@ class EventBus:
     def subscribers(self) -> int:
         return len(self._sinks)
 
-    def publish(self, event: LifecycleEvent) -> None:
+    def publish(self, event: T) -> None:
         # a copy: a sink may unsubscribe (a lagging Subscription closes itself) while called
         for sink in tuple(self._sinks):
             try:
                 sink(event)
             except Exception:  # a broken subscriber must not fail the change that was committed
-                log.exception("event subscriber failed", extra={"event": event.kind.value, "id": event.id})
+                log.exception("event subscriber failed", extra={"item": repr(event)[:200]})
+
+
+class EventBus(Hub[LifecycleEvent]):
+    """Publish/subscribe for lifecycle events, owned by the daemon; loop-thread only."""

@@ -4,7 +4,8 @@
          │                        └── rootfs, network, runtimes, host facts
          ├── ContainerService (pod store, images, rootfs, runtimes)
          ├── PodService (pod store, the container service, network, runtimes)
-         └── queries and stats (read the stores)
+         ├── queries, stats and CRI metrics (read the stores)
+         └── the container event feed (the event bus + the stores, for GetContainerEvents)
 
 No service is handed another after construction, and none is ever None: the gRPC server is
 built from a finished `Services` (start-up recovery ran before it serves).
@@ -19,8 +20,10 @@ from cri_py.container.query import ContainerQueries
 from cri_py.container.service import ContainerService
 from cri_py.container.stats_service import StatsService
 from cri_py.container.store import ContainerStore
+from cri_py.event_feed import ContainerEventFeed
 from cri_py.events import EventBus
 from cri_py.image.service import ImageService
+from cri_py.metrics.pod_metrics import PodMetrics
 from cri_py.network.manager import NetworkManager
 from cri_py.oci.cgroups import hugetlb_available, own_oom_score_adj
 from cri_py.oci.registry import RuntimeSet
@@ -48,6 +51,8 @@ class Services:
     containers: ContainerService
     container_queries: ContainerQueries
     stats: StatsService
+    pod_metrics: PodMetrics
+    events_feed: ContainerEventFeed
     streaming: StreamingServer
 
     @classmethod
@@ -70,6 +75,8 @@ class Services:
         stats = StatsService(
             config, container_queries, sandboxes, pod_queries, rootfs, network, runtimes, events
         )
+        # subscribed before recovery runs: exits found then reach GetContainerEvents streams too
+        events_feed = ContainerEventFeed(events, sandboxes, container_store)
         return cls(
             runtimes=runtimes,
             images=images,
@@ -81,6 +88,8 @@ class Services:
             containers=containers,
             container_queries=container_queries,
             stats=stats,
+            pod_metrics=PodMetrics(sandboxes, container_store, rootfs, config.cgroup_driver),
+            events_feed=events_feed,
             streaming=StreamingServer.from_config(config),
         )
 

@@ -29,32 +29,7 @@ class ContainerQueries:
         if not cid:
             raise InvalidArgument("container id is required")
         rec = self.store.get(cid)
-        cfg = rec.config()
-        status = api_pb2.ContainerStatus(
-            id=rec.id,
-            metadata=cfg.metadata,
-            state=CRI_STATE[rec.state],
-            created_at=rec.created_at,
-            started_at=rec.started_at,
-            finished_at=rec.finished_at,
-            exit_code=rec.exit_code,
-            image=api_pb2.ImageSpec(image=rec.image_name, user_specified_image=rec.image_name),
-            image_ref=rec.image_ref,
-            image_id=rec.image_id,
-            reason=rec.reason,
-            message=rec.message,
-            labels=dict(cfg.labels),
-            annotations=dict(cfg.annotations),
-            mounts=list(cfg.mounts),
-            log_path=rec.log_path,
-            resources=api_pb2.ContainerResources(linux=rec.resources()),
-            user=api_pb2.ContainerUser(
-                linux=api_pb2.LinuxContainerUser(
-                    uid=rec.uid, gid=rec.gid, supplemental_groups=list(rec.supplemental_groups)
-                )
-            ),
-            stop_signal=_signal_enum(rec.stop_signal),
-        )
+        status = container_status(rec)
         info: dict[str, str] = {}
         if verbose:
             spec: Any = None
@@ -121,6 +96,36 @@ class ContainerQueries:
                 if any(own.get(k) != v for k, v in labels.items()):
                     continue
             yield rec
+
+
+def container_status(rec: ContainerRecord) -> api_pb2.ContainerStatus:
+    """The CRI status of a committed record (also of one already removed: events carry it)."""
+    cfg = rec.config()
+    return api_pb2.ContainerStatus(
+        id=rec.id,
+        metadata=cfg.metadata,
+        state=CRI_STATE[rec.state],
+        created_at=rec.created_at,
+        started_at=rec.started_at,
+        finished_at=rec.finished_at,
+        exit_code=rec.exit_code,
+        image=api_pb2.ImageSpec(image=rec.image_name, user_specified_image=rec.image_name),
+        image_ref=rec.image_ref,
+        image_id=rec.image_id,
+        reason=rec.reason,
+        message=rec.message,
+        labels=dict(cfg.labels),
+        annotations=dict(cfg.annotations),
+        mounts=list(cfg.mounts),
+        log_path=rec.log_path,
+        resources=api_pb2.ContainerResources(linux=rec.resources()),
+        user=api_pb2.ContainerUser(
+            linux=api_pb2.LinuxContainerUser(
+                uid=rec.uid, gid=rec.gid, supplemental_groups=list(rec.supplemental_groups)
+            )
+        ),
+        stop_signal=_signal_enum(rec.stop_signal),
+    )
 
 
 def _signal_enum(number: int) -> api_pb2.Signal | str:

@@ -48,27 +48,7 @@ class PodQueries:
         if not pod_id:
             raise InvalidArgument("pod sandbox id is required")
         pod = self.store.get(pod_id)
-        cfg = pod.config()
-        ns = cfg.linux.security_context.namespace_options
-        status = api_pb2.PodSandboxStatus(
-            id=pod.id,
-            metadata=cfg.metadata,
-            state=self._cri_state(pod),
-            created_at=pod.created_at,
-            network=api_pb2.PodSandboxNetworkStatus(
-                ip=pod.ip, additional_ips=[api_pb2.PodIP(ip=ip) for ip in pod.additional_ips]
-            ),
-            linux=api_pb2.LinuxPodSandboxStatus(
-                namespaces=api_pb2.Namespace(
-                    options=api_pb2.NamespaceOption(
-                        network=ns.network, pid=ns.pid, ipc=ns.ipc, target_id=ns.target_id
-                    )
-                )
-            ),
-            labels=dict(cfg.labels),
-            annotations=dict(cfg.annotations),
-            runtime_handler=pod.runtime_handler,
-        )
+        status = sandbox_status(pod, self.store.is_ready(pod))
         info: dict[str, str] = {}
         if verbose:
             data = pod.to_dict()
@@ -136,3 +116,28 @@ class PodQueries:
             if self.store.is_ready(pod):
                 selected.append(pod)
         return selected
+
+
+def sandbox_status(pod: SandboxRecord, ready: bool) -> api_pb2.PodSandboxStatus:
+    """The CRI status of a committed record (also of one already removed: events carry it)."""
+    cfg = pod.config()
+    ns = cfg.linux.security_context.namespace_options
+    return api_pb2.PodSandboxStatus(
+        id=pod.id,
+        metadata=cfg.metadata,
+        state=api_pb2.SANDBOX_READY if ready else api_pb2.SANDBOX_NOTREADY,
+        created_at=pod.created_at,
+        network=api_pb2.PodSandboxNetworkStatus(
+            ip=pod.ip, additional_ips=[api_pb2.PodIP(ip=ip) for ip in pod.additional_ips]
+        ),
+        linux=api_pb2.LinuxPodSandboxStatus(
+            namespaces=api_pb2.Namespace(
+                options=api_pb2.NamespaceOption(
+                    network=ns.network, pid=ns.pid, ipc=ns.ipc, target_id=ns.target_id
+                )
+            )
+        ),
+        labels=dict(cfg.labels),
+        annotations=dict(cfg.annotations),
+        runtime_handler=pod.runtime_handler,
+    )

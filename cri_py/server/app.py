@@ -1,7 +1,7 @@
 """Assemble the two CRI services and wrap every RPC once: readiness, logging, error mapping.
 
 Handlers live in per-area mixins (`status.py`, `sandbox.py`, `container.py`, `image.py`,
-`streaming.py`); this module composes them and installs the wrapper, so no handler maps
+`streaming.py`, `list_streams.py`, `events.py`, `metrics.py`); this module composes them and installs the wrapper, so no handler maps
 errors or logs on its own.
 """
 
@@ -18,7 +18,10 @@ from cri_py.api import api_pb2, api_pb2_grpc
 from cri_py.errors import CriError, Unavailable
 from cri_py.server.container import ContainerHandlers
 from cri_py.server.errors import status_code_for
+from cri_py.server.events import EventHandlers
 from cri_py.server.image import ImageHandlers
+from cri_py.server.list_streams import ListStreamHandlers
+from cri_py.server.metrics import MetricsHandlers
 from cri_py.server.sandbox import SandboxHandlers
 from cri_py.server.status import StatusHandlers
 from cri_py.server.streaming import StreamingHandlers
@@ -38,6 +41,9 @@ class RuntimeServicer(
     SandboxHandlers,
     ContainerHandlers,
     StreamingHandlers,
+    ListStreamHandlers,
+    EventHandlers,
+    MetricsHandlers,
     api_pb2_grpc.RuntimeServiceServicer,
 ):
     def __init__(self, daemon: Daemon, services: Services) -> None:
