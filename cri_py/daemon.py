@@ -17,7 +17,7 @@ import socket
 import stat
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 
@@ -28,6 +28,9 @@ from cri_py.server.app import build_server
 from cri_py.services import Services
 from cri_py.store import Database
 from cri_py.tasks import TaskOwner
+
+if TYPE_CHECKING:
+    from cri_py.metrics.endpoint import MetricsEndpoint
 
 log = logging.getLogger("cri_py.daemon")
 
@@ -52,6 +55,7 @@ class Daemon:
         self._services: Services | None = None
         self._root_lock: int = -1
         self._server: grpc.aio.Server | None = None
+        self._metrics: MetricsEndpoint | None = None
         self._stopping = asyncio.Event()
 
     @staticmethod
@@ -84,6 +88,9 @@ class Daemon:
         self._root_lock = lock_root(config.root)
         self.db = Database(config.root / "state.db")
         services = Services.build(config, self.db, self.events, self.tasks)
+        if config.metrics.enabled:
+            # subscribed before recovery: exits found then are counted too
+            self._metrics = _metrics_endpoint(self, services)
         await services.recover()
         self._services = services
         self.ready = True
@@ -98,6 +105,12 @@ class Daemon:
             self._server.add_insecure_port(self.config.listen)
             await self._server.start()
             self.services.events_feed.serving()
+            if self._metrics is not None:
+                try:
+                    await self._metrics.start()
+                except OSError as exc:
+                    endpoint = f"{self.config.metrics.address}:{self.config.metrics.port}"
+                    raise DaemonError(f"metrics: cannot listen on {endpoint}: {exc.strerror}") from None
             os.chmod(socket_path, 0o660)
             loop = asyncio.get_running_loop()
             loop.add_signal_handler(signal.SIGTERM, self._stopping.set)
@@ -119,6 +132,9 @@ class Daemon:
         if self._server is not None:
             await self._server.stop(grace=2.0)
             self._server = None
+        if self._metrics is not None:
+            await self._metrics.close()
+            self._metrics = None
         services = self._services
         if services is not None:
             await services.streaming.stop()  # ends exec sessions before their containers' services go
@@ -171,6 +187,17 @@ class Daemon:
         log.info("config reloaded", extra=changes or {"changes": "none"})
         for note in new.system_registries.ignored:
             log.warning("registries.conf setting not used", extra={"setting": note})
+
+
+def _metrics_endpoint(daemon: Daemon, services: Services) -> MetricsEndpoint:
+    """prometheus_client is imported only here: a daemon without metrics does not carry it."""
+    from cri_py.metrics.endpoint import MetricsEndpoint
+    from cri_py.metrics.prometheus import DaemonMetrics
+
+    metrics = DaemonMetrics(
+        daemon.events, services.sandboxes, services.containers.store, services.events_feed
+    )
+    return MetricsEndpoint(metrics, daemon.config.metrics.address, daemon.config.metrics.port)
 
 
 def lock_root(root: Path) -> int:

@@ -21,9 +21,11 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import enum
 import logging
-from collections.abc import AsyncIterator, Callable
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Generic, TypeVar
 
@@ -189,5 +191,38 @@ class Hub(Generic[T]):
                 log.exception("event subscriber failed", extra={"item": repr(event)[:200]})
 
 
+@dataclass(frozen=True)
+class Timing:
+    """How long one call to something below us took: a runtime or CNI plugin call, a pull."""
+
+    component: str  # "runtime", "cni", "image_pull"
+    operation: str  # "create", "start", "kill", "ADD", "DEL", "pull", ...
+    target: str  # the runtime handler, the CNI plugin type, the image
+    seconds: float
+    error: str = ""  # "" = it succeeded; else a short reason (the error's class)
+    size: int = 0  # bytes, where that means something (pulls)
+
+
 class EventBus(Hub[LifecycleEvent]):
-    """Publish/subscribe for lifecycle events, owned by the daemon; loop-thread only."""
+    """Publish/subscribe for lifecycle events, owned by the daemon; loop-thread only.
+
+    `timings` carries how long calls below the daemon took (metrics subscribe to it); `timed`
+    measures one call, and costs nothing but a clock read when nobody listens.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.timings: Hub[Timing] = Hub()
+
+    @contextlib.contextmanager
+    def timed(self, component: str, operation: str, target: str = "") -> Iterator[None]:
+        started = time.monotonic()
+        error = ""
+        try:
+            yield
+        except BaseException as exc:
+            error = type(exc).__name__
+            raise
+        finally:
+            if self.timings.subscribers:
+                self.timings.publish(Timing(component, operation, target, time.monotonic() - started, error))

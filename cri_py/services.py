@@ -60,12 +60,12 @@ class Services:
         host = HostFacts(
             config.cgroup_driver, own_oom_score_adj(), host_capabilities(), hugetlb=hugetlb_available()
         )
-        runtimes = RuntimeSet(config)
+        runtimes = RuntimeSet(config, events)
         sandboxes = SandboxStore(db, events)
         container_store = ContainerStore(db, events)
         images = ImageService(config, db, tasks=tasks, in_use=container_store.image_in_use)
         rootfs = RootfsManager(config)
-        network = NetworkManager(config.cni, config.run_dir)
+        network = NetworkManager(config.cni, config.run_dir, events=events)
         containers = ContainerService(
             config, container_store, sandboxes, images, rootfs, runtimes, host, tasks
         )

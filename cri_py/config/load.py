@@ -16,6 +16,7 @@ from cri_py.config.errors import ConfigError
 from cri_py.config.model import (
     CniConfig,
     Config,
+    MetricsConfig,
     RegistryConfig,
     RuntimeHandler,
     StreamingConfig,
@@ -62,6 +63,7 @@ _SCHEMA: dict[str, Any] = {
     "log_size_max": _INT,
     "cni": {"conf_dir": _PATH, "bin_dirs": _PATHLIST, "cache_dir": _PATH},
     "streaming": {"address": _STR, "port": _INT},
+    "metrics": {"enabled": _BOOL, "address": _STR, "port": _INT},
     "registries": ("map", _REGISTRY_KEYS),
     # paths of the containers files a CRI-O node already has; "" = do not read one
     "registries_conf": _STR,
@@ -211,6 +213,16 @@ def _build(data: dict[str, Any], source: str) -> Config:
     if not 0 <= port <= 65535:
         raise ConfigError(source, "streaming.port", "must be 0..65535")
     streaming = StreamingConfig(address=streaming_data.get("address", StreamingConfig.address), port=port)
+    metrics_data = data.get("metrics", {})
+    metrics = MetricsConfig(
+        enabled=metrics_data.get("enabled", MetricsConfig.enabled),
+        address=metrics_data.get("address", MetricsConfig.address),
+        port=metrics_data.get("port", MetricsConfig.port),
+    )
+    if not 0 <= metrics.port <= 65535:
+        raise ConfigError(source, "metrics.port", "must be 0..65535")
+    if not metrics.address:
+        raise ConfigError(source, "metrics.address", "must be an IP address or host name")
     registries = {
         host: RegistryConfig(
             insecure=(entry or {}).get("insecure"),
@@ -241,6 +253,7 @@ def _build(data: dict[str, Any], source: str) -> Config:
         log_size_max=data.get("log_size_max", defaults.log_size_max),
         cni=cni,
         streaming=streaming,
+        metrics=metrics,
         registries=registries,
         registries_conf=registries_conf,
         system_registries=read_registries_conf(registries_conf),

@@ -46,6 +46,15 @@ class StreamingConfig:
 
 
 @dataclass(frozen=True)
+class MetricsConfig:
+    """The Prometheus endpoint for operators: off unless enabled, loopback unless told."""
+
+    enabled: bool = False
+    address: str = "127.0.0.1"
+    port: int = 9090  # 0 picks a free port (the daemon logs it)
+
+
+@dataclass(frozen=True)
 class RegistryConfig:
     """cri-py's own `registries.<host>` entry; None = the key is not set (registries.conf decides)."""
 
@@ -151,6 +160,7 @@ class Config:
     log_size_max: int = -1  # bytes per container log file; -1 = unlimited
     cni: CniConfig = field(default_factory=CniConfig)
     streaming: StreamingConfig = field(default_factory=StreamingConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
     registries: dict[str, RegistryConfig] = field(default_factory=dict)
     # containers-registries.conf(5) and its `.d` drop-ins; None = not read
     registries_conf: Path | None = Path("/etc/containers/registries.conf")

@@ -13,7 +13,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cri_py.config.model import CniConfig
 from cri_py.errors import FailedPrecondition, Internal, InvalidArgument
@@ -37,6 +37,9 @@ from cri_py.network.result import (
 )
 from cri_py.network.rtnl import NetnsReader
 from cri_py.network.watch import DirWatch
+
+if TYPE_CHECKING:
+    from cri_py.events import EventBus
 
 log = logging.getLogger(__name__)
 
@@ -87,8 +90,11 @@ class NetworkManager:
         skip_loopback: bool = True,
         retry_interval: float = 5.0,
         stand_in_netns: bool = True,
+        events: EventBus | None = None,
     ) -> None:
         self.config = config
+        # where each plugin call's latency is published (metrics); None = not measured
+        self._events = events
         self.run_dir = run_dir
         self.poll_interval = poll_interval
         self.status_interval = status_interval
@@ -251,13 +257,16 @@ class NetworkManager:
     ) -> dict[str, Any] | None:
         network = attachment.network
         runtime_config = runtime_config_for(network.capabilities(index), attachment.capability_args)
-        return await exec_plugin(
-            self._binary(network.plugin_types[index]),
-            PluginEnv(command, attachment.pod_id, netns, attachment.ifname, attachment.cni_args),
-            plugin_stdin(network, index, prev_result=prev_result, runtime_config=runtime_config),
-            cni_path=self._cni_path,
-            time_limit=self.plugin_timeout,
-        )
+        plugin = network.plugin_types[index]
+        timed = self._events.timed("cni", command, plugin) if self._events else contextlib.nullcontext()
+        with timed:
+            return await exec_plugin(
+                self._binary(plugin),
+                PluginEnv(command, attachment.pod_id, netns, attachment.ifname, attachment.cni_args),
+                plugin_stdin(network, index, prev_result=prev_result, runtime_config=runtime_config),
+                cni_path=self._cni_path,
+                time_limit=self.plugin_timeout,
+            )
 
     def _plugins_to_run(self, network: NetworkConfList, add_args: dict[str, Any] | None = None) -> list[int]:
         """Indexes of the plugins to run for ADD, or for DEL with the args its ADD was given.

@@ -11,22 +11,28 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cri_py.config.model import Config, RuntimeHandler
 from cri_py.errors import InvalidArgument
 from cri_py.oci.interface import ContainerRuntime
 from cri_py.oci.runtime import OciRuntime
 
-RuntimeFactory = Callable[[RuntimeHandler, Config], ContainerRuntime]
+if TYPE_CHECKING:
+    from cri_py.events import EventBus
+
+# (handler, config, the bus call latencies are published on or None)
+RuntimeFactory = Callable[[RuntimeHandler, Config, "EventBus | None"], ContainerRuntime]
 
 
-def _oci(handler: RuntimeHandler, config: Config) -> ContainerRuntime:
+def _oci(handler: RuntimeHandler, config: Config, events: EventBus | None) -> ContainerRuntime:
     return OciRuntime(
         handler,
         conmon=config.conmon,
         run_dir=config.run_dir,
         log_level=config.log_level,
         cgroup_driver=config.cgroup_driver,
+        events=events,
     )
 
 
@@ -34,14 +40,14 @@ IMPLEMENTATIONS: dict[str, RuntimeFactory] = {"oci": _oci, "vm": _oci}
 
 
 class RuntimeSet:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, events: EventBus | None = None) -> None:
         self.default = config.default_runtime
         self._runtimes: dict[str, ContainerRuntime] = {}
         for name, handler in config.runtimes.items():
             factory = IMPLEMENTATIONS.get(handler.type)
             if factory is None:
                 raise InvalidArgument(f"runtime handler {name!r}: unknown type {handler.type!r}")
-            self._runtimes[name] = factory(handler, config)
+            self._runtimes[name] = factory(handler, config, events)
 
     def get(self, name: str) -> ContainerRuntime:
         runtime = self._runtimes.get(name or self.default)

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cri_py.config.model import RuntimeHandler
 from cri_py.errors import Internal, NotFound
@@ -27,6 +27,9 @@ from cri_py.oci.interface import Created, CreateOptions, ExecResult
 from cri_py.oci.process import run
 from cri_py.oci.stdio import StdioSession, TerminalSize
 
+if TYPE_CHECKING:
+    from cri_py.events import EventBus
+
 
 class OciRuntime:
     """One runtime handler (runc, runsc, crun, ...) with its own state root."""
@@ -39,8 +42,11 @@ class OciRuntime:
         run_dir: Path,
         log_level: str = "warn",
         cgroup_driver: str = "cgroupfs",
+        events: EventBus | None = None,
     ) -> None:
         self._handler = handler
+        # where each runtime call's latency is published (metrics); None = not measured
+        self._events = events
         self.binary = str(handler.path)
         self.root = handler.root or run_dir / "runtimes" / handler.name
         self.conmon = str(conmon)
@@ -85,8 +91,14 @@ class OciRuntime:
         for d in (self.root, self.exits_dir, self.socket_dir):
             d.mkdir(parents=True, exist_ok=True)
 
+    def _timed(self, operation: str) -> contextlib.AbstractContextManager[None]:
+        if self._events is None:
+            return contextlib.nullcontext()
+        return self._events.timed("runtime", operation, self.name)
+
     async def _runtime(self, *args: str, time_limit: float = 60.0, stdin: bytes | None = None) -> bytes:
-        done = await run([self.binary, *self.global_args(), *args], stdin=stdin, time_limit=time_limit)
+        with self._timed(args[0]):
+            done = await run([self.binary, *self.global_args(), *args], stdin=stdin, time_limit=time_limit)
         if done.returncode != 0:
             text = done.error_text()
             lowered = text.lower()
@@ -128,7 +140,8 @@ class OciRuntime:
             args.append("-i")
         if opts.stdin and not opts.stdin_once and not opts.tty:
             args.append("--leave-stdin-open")
-        pid, monitor_pid = await monitor.create(args, bundle)
+        with self._timed("create"):
+            pid, monitor_pid = await monitor.create(args, bundle)
         return Created(pid, monitor_pid)
 
     async def run_detached(self, cid: str, bundle: Path) -> int:
@@ -196,7 +209,8 @@ class OciRuntime:
     # ---- processes and stdio -----------------------------------------------------------
 
     async def exec_sync(self, cid: str, process: dict[str, Any], limit_s: int) -> ExecResult:
-        return await exec_sync(self._exec, cid, process, limit_s)
+        with self._timed("exec"):
+            return await exec_sync(self._exec, cid, process, limit_s)
 
     async def exec_stream(
         self, cid: str, process: dict[str, Any], *, stdin: bool, initial_size: TerminalSize | None

@@ -16,6 +16,7 @@ import grpc
 
 from cri_py.api import api_pb2, api_pb2_grpc
 from cri_py.errors import CriError, Unavailable
+from cri_py.events import Timing
 from cri_py.server.container import ContainerHandlers
 from cri_py.server.errors import status_code_for
 from cri_py.server.events import EventHandlers
@@ -97,28 +98,53 @@ def _wrap_unary(rpc: str, func: Callable[..., Any], daemon: Daemon) -> Callable[
             code = "CANCELLED"
             raise
         finally:
+            elapsed = time.monotonic() - started
+            _observe(daemon, rpc, "unary", code, elapsed)
             log.debug(
                 "rpc done",
                 extra={
                     "rpc": rpc,
                     **_request_ids(request),
                     "code": code,
-                    "duration_ms": round((time.monotonic() - started) * 1000, 3),
+                    "duration_ms": round(elapsed * 1000, 3),
                 },
             )
 
     return handler
 
 
+def _observe(daemon: Daemon, rpc: str, kind: str, code: str, seconds: float) -> None:
+    """Publish the RPC's outcome on the bus (metrics count and time it)."""
+    timings = daemon.events.timings
+    if timings.subscribers:
+        service, _, method = rpc.partition("/")
+        timings.publish(Timing("grpc", method, f"{service} {kind}", seconds, "" if code == "OK" else code))
+
+
 def _wrap_stream(rpc: str, func: Callable[..., AsyncIterator[Any]], daemon: Daemon) -> Callable[..., Any]:
     async def handler(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
+        started = time.monotonic()
+        code = "OK"
         try:
             if not daemon.ready:
                 raise Unavailable("cri-py is starting up")
             async for item in func(request, context):
                 yield item
         except CriError as exc:
-            await context.abort(status_code_for(exc), str(exc))
+            status = status_code_for(exc)
+            code = status.name
+            await context.abort(status, str(exc))
+        except Exception as exc:
+            if isinstance(exc, grpc.aio.AbortError):
+                raise
+            code = "INTERNAL"
+            log.exception("rpc failed", extra={"rpc": rpc})
+            await context.abort(grpc.StatusCode.INTERNAL, f"{rpc}: {type(exc).__name__}: {exc}")
+        except BaseException:
+            code = "CANCELLED"
+            raise
+        finally:
+            _observe(daemon, rpc, "server_stream", code, time.monotonic() - started)
 
     return handler
 

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
 from cri_py.api import api_pb2
-from cri_py.errors import InvalidArgument
+from cri_py.errors import CriError, InvalidArgument
+from cri_py.events import Timing
 from cri_py.image.model import ImageRecord
 from cri_py.image.service import ImageService
 from cri_py.server.context import Context
+from cri_py.server.errors import status_code_for
 
 if TYPE_CHECKING:
     from cri_py.daemon import Daemon
@@ -62,8 +65,23 @@ class ImageHandlers:
         if not ref:
             raise InvalidArgument("PullImage: image.image is required")
         auth = request.auth if request.HasField("auth") else None
-        record = await self._images().pull(ref, auth)
+        started = time.monotonic()
+        try:
+            record = await self._images().pull(ref, auth)
+        except BaseException as exc:
+            if isinstance(exc, CriError):
+                reason = status_code_for(exc).name.lower()
+            else:
+                reason = "internal" if isinstance(exc, Exception) else "cancelled"
+            self._pull_timing(ref, started, reason)
+            raise
+        self._pull_timing(ref, started, "", record.size)
         return api_pb2.PullImageResponse(image_ref=record.id)
+
+    def _pull_timing(self, ref: str, started: float, error: str, size: int = 0) -> None:
+        timings = self.daemon.events.timings
+        if timings.subscribers:
+            timings.publish(Timing("image_pull", "pull", ref, time.monotonic() - started, error, size))
 
     async def ImageStatus(
         self, request: api_pb2.ImageStatusRequest, context: Context

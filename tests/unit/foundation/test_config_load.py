@@ -90,3 +90,14 @@ def test_shipped_default_config_is_valid() -> None:
     config = load_config(shipped)
     assert config.listen == "unix:///run/cri-py/cri-py.sock"
     assert config.cni.conf_dir == Path("/etc/cni/net.d")
+
+
+def test_metrics_are_off_by_default_and_on_loopback_when_enabled(tmp_path: Path) -> None:
+    off = load_config(write(tmp_path / "a.yaml", ""))
+    assert not off.metrics.enabled
+    on = load_config(write(tmp_path / "b.yaml", "metrics:\n  enabled: true\n"))
+    assert on.metrics.enabled and on.metrics.address == "127.0.0.1" and on.metrics.port == 9090
+    with pytest.raises(ConfigError, match="metrics.port"):
+        load_config(write(tmp_path / "c.yaml", "metrics:\n  port: 70000\n"))
+    with pytest.raises(ConfigError, match="metrics.enabled"):
+        load_config(write(tmp_path / "d.yaml", "metrics:\n  enabled: 'yes'\n"))
