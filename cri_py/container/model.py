@@ -44,6 +44,8 @@ class ContainerRecord:
     resources_b64: str = ""
     # the runtime forgot the container (runc delete done)
     deleted: bool = False
+    # ids of the images mounted as volumes (Mount.image): in use while the container exists
+    image_volumes: tuple[str, ...] = ()
 
     @property
     def name_key(self) -> str:

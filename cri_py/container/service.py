@@ -21,6 +21,7 @@ from typing import Any
 
 from cri_py.api import api_pb2
 from cri_py.config.model import Config
+from cri_py.container.image_volumes import ImageVolumes
 from cri_py.container.model import ContainerRecord, container_name_key
 from cri_py.container.state import ContainerState
 from cri_py.container.store import ContainerStore
@@ -80,6 +81,7 @@ class ContainerService:
         self.bundles_dir = config.run_dir / "containers"
         self.persist_dir = config.root / "containers"
         self.exits = ExitWatcher(store, runtimes, tasks, self.persist_dir)
+        self.image_volumes = ImageVolumes(images, config.run_dir, rootfs.empty)
         self._inflight = CreateCoalescer(tasks)
         self._locks = KeyedLocks()
         # each container's OCI process (what exec starts from), read once from its bundle
@@ -164,6 +166,7 @@ class ContainerService:
         pod = self.pods.get(pod_id)
         runtime = self.runtimes.get(pod.runtime_handler)
         image = self.images.resolve(config.image.image)
+        volumes = self.image_volumes.resolve(config)
         cid = secrets.token_hex(32)
         pod_cfg = pod.config()
         log_path = await asyncio.to_thread(container_log_path, pod_cfg.log_directory, config.log_path)
@@ -185,12 +188,14 @@ class ContainerService:
                 log_path=log_path,
                 stop_signal=resolve_signal(config.stop_signal, str(image_cfg.get("StopSignal") or "")),
                 resources_b64=encode_message(config.linux.resources),
+                image_volumes=tuple(v.image.id for v in volumes),
             )
         )
         marks = [time.perf_counter()]
         try:
             layers = self.images.layer_dirs(image)
             rootfs = await asyncio.to_thread(self.rootfs.mount, cid, layers)
+            image_sources = await asyncio.to_thread(self.image_volumes.mount, cid, volumes) if volumes else {}
             marks.append(time.perf_counter())
             spec = await asyncio.to_thread(
                 container_spec,
@@ -202,6 +207,7 @@ class ContainerService:
                 host=self.host,
                 rro_supported=await runtime.recursive_read_only_mounts(),
                 target_pid_path=self._target_pid_path(config),
+                image_sources=image_sources,
             )
             await asyncio.to_thread(self._write_bundle, rec, spec)
             self._processes[cid] = dict(spec["process"])
@@ -371,6 +377,10 @@ class ContainerService:
             self.rootfs.remove(rec.id)
         except Exception as exc:  # noqa: BLE001 - the rest must still go
             log.warning("container %s: rootfs removal: %s", rec.id, exc)
+        try:
+            self.image_volumes.remove(rec.id)
+        except Exception as exc:  # noqa: BLE001 - the rest must still go
+            log.warning("container %s: image volume removal: %s", rec.id, exc)
         shutil.rmtree(rec.bundle_dir, ignore_errors=True)
         shutil.rmtree(self.persist_dir / rec.id, ignore_errors=True)
         runtime.forget(rec.id)

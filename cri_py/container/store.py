@@ -54,7 +54,8 @@ class ContainerStore:
         return [r for r in self._table.values() if r.pod_id == pod_id]
 
     def image_in_use(self, image_id: str) -> bool:
-        return any(r.image_id == image_id for r in self._table.values())
+        """As the container's image or as one of its image volumes."""
+        return any(r.image_id == image_id or image_id in r.image_volumes for r in self._table.values())
 
     def name_taken(self, name_key: str) -> bool:
         return name_key in self._names

@@ -103,9 +103,17 @@ _PROPAGATION = {
 }
 
 
-def cri_mounts(mounts: list[api_pb2.Mount], *, rro_supported: bool) -> list[dict[str, Any]]:
+def cri_mounts(
+    mounts: list[api_pb2.Mount], *, rro_supported: bool, image_sources: dict[int, str] | None = None
+) -> list[dict[str, Any]]:
+    """Bind mounts for the CRI mounts; an image mount's source is its volume (`image_sources`
+    by the mount's index) and it is always read-only."""
     out = []
-    for m in mounts:
+    for index, m in enumerate(mounts):
+        image_source = (image_sources or {}).get(index)
+        if image_source is not None:
+            out.append(_mount(m.container_path, "bind", image_source, ["rbind", "rprivate", "ro"]))
+            continue
         if not m.container_path or not m.host_path:
             raise InvalidArgument("a mount needs container_path and host_path")
         if not Path(m.host_path).exists():
@@ -206,6 +214,7 @@ def container_spec(
     host: HostFacts,
     rro_supported: bool = False,
     target_pid_path: str | None = None,
+    image_sources: dict[int, str] | None = None,
 ) -> dict[str, Any]:
     image_cfg = dict(image_config.get("config") or {})
     linux = config.linux
@@ -268,7 +277,7 @@ def container_spec(
 
     mounts = _base_mounts(privileged)
     mounts += _pod_file_mounts(pod, readonly=False)
-    user_mounts = cri_mounts(list(config.mounts), rro_supported=rro_supported)
+    user_mounts = cri_mounts(list(config.mounts), rro_supported=rro_supported, image_sources=image_sources)
     user_dests = {m["destination"] for m in user_mounts}
     mounts = [m for m in mounts if m["destination"] not in user_dests]
     mounts += sorted(user_mounts, key=lambda m: len(Path(m["destination"]).parts))
