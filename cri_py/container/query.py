@@ -47,6 +47,12 @@ class ContainerQueries:
             )
         return api_pb2.ContainerStatusResponse(status=status, info=info)
 
+    def statuses_in_pod(self, pod_id: str) -> builtins.list[api_pb2.ContainerStatus]:
+        """The statuses of a pod's visible containers, oldest first (PodSandboxStatus carries
+        them: kubelet's evented PLEG reads them there instead of asking per container)."""
+        records = [r for r in self.store.in_pod(pod_id) if r.state != ContainerState.CREATING]
+        return [container_status(r) for r in sorted(records, key=lambda r: r.created_at)]
+
     def list_response(self, flt: api_pb2.ContainerFilter | None) -> bytes:
         """The answer is kept until a record changes: kubelet lists every second."""
         key = (self.store.generation, flt.SerializeToString() if flt is not None else b"")

@@ -38,7 +38,14 @@ class SandboxHandlers:
     async def PodSandboxStatus(
         self, request: api_pb2.PodSandboxStatusRequest, context: Context
     ) -> api_pb2.PodSandboxStatusResponse:
-        return await self.services.pod_queries.checked_status(request.pod_sandbox_id, request.verbose)
+        response = await self.services.pod_queries.checked_status(request.pod_sandbox_id, request.verbose)
+        # the answer has a timestamp (when the sandbox was read), so kubelet's evented PLEG takes
+        # the pod's containers from it alone, as CRI-O with pod events does; read after that
+        # moment, they are never older than it says
+        response.containers_statuses.extend(
+            self.services.container_queries.statuses_in_pod(response.status.id)
+        )
+        return response
 
     async def ListPodSandbox(
         self, request: api_pb2.ListPodSandboxRequest, context: Context

@@ -195,6 +195,15 @@ def test_every_subscriber_gets_each_event_with_the_statuses_of_its_moment(
             (second, CREATED), (second, STARTED), (second, STOPPED),
         ]  # fmt: skip
         seen = [r.wait(lambda ev: len(ev) >= len(wanted)) for r in readers]
+        # PodSandboxStatus carries the same container statuses (kubelet's evented PLEG reads them)
+        sandbox = cri.runtime.PodSandboxStatus(
+            api_pb2.PodSandboxStatusRequest(pod_sandbox_id=pod_id), timeout=10
+        )
+        assert sandbox.timestamp > 0
+        assert [(s.id, s.state) for s in sandbox.containers_statuses] == [
+            (first, api_pb2.CONTAINER_RUNNING),
+            (second, api_pb2.CONTAINER_EXITED),
+        ]
     finally:
         for r in readers:
             r.close()
