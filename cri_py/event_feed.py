@@ -110,10 +110,12 @@ class ContainerEventFeed:
         ready = (
             sandbox is not None and event.kind is not EventKind.DELETED and self._sandboxes.is_ready(sandbox)
         )
+        # newest first, as kubelet orders a pod's container statuses (latest attempt first)
         containers = tuple(
             sorted(
                 (r for r in self._containers.in_pod(event.pod_id) if r.state != ContainerState.CREATING),
                 key=lambda r: r.created_at,
+                reverse=True,
             )
         )
         return PodEvent(event, sandbox, ready, containers)

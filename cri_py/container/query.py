@@ -48,10 +48,11 @@ class ContainerQueries:
         return api_pb2.ContainerStatusResponse(status=status, info=info)
 
     def statuses_in_pod(self, pod_id: str) -> builtins.list[api_pb2.ContainerStatus]:
-        """The statuses of a pod's visible containers, oldest first (PodSandboxStatus carries
-        them: kubelet's evented PLEG reads them there instead of asking per container)."""
+        """The statuses of a pod's visible containers, newest first (PodSandboxStatus carries
+        them: kubelet's evented PLEG reads them there instead of asking per container, and takes
+        the first status of a name as that container's latest attempt)."""
         records = [r for r in self.store.in_pod(pod_id) if r.state != ContainerState.CREATING]
-        return [container_status(r) for r in sorted(records, key=lambda r: r.created_at)]
+        return [container_status(r) for r in sorted(records, key=lambda r: r.created_at, reverse=True)]
 
     def list_response(self, flt: api_pb2.ContainerFilter | None) -> bytes:
         """The answer is kept until a record changes: kubelet lists every second."""

@@ -78,9 +78,10 @@ def test_each_event_carries_the_pod_as_it_was_then(tmp_path: Path) -> None:
     ]  # fmt: skip
     states = [[(s.id[:1], s.state) for s in e.containers_statuses] for e in got]
     assert states[2] == [("a", api_pb2.CONTAINER_CREATED)]
-    assert states[4] == [("a", api_pb2.CONTAINER_RUNNING), ("b", api_pb2.CONTAINER_CREATED)]
-    assert states[5] == [("a", api_pb2.CONTAINER_EXITED), ("b", api_pb2.CONTAINER_CREATED)]
-    assert got[5].containers_statuses[0].exit_code == 3
+    # newest first, as kubelet orders them
+    assert states[4] == [("b", api_pb2.CONTAINER_CREATED), ("a", api_pb2.CONTAINER_RUNNING)]
+    assert states[5] == [("b", api_pb2.CONTAINER_CREATED), ("a", api_pb2.CONTAINER_EXITED)]
+    assert got[5].containers_statuses[1].exit_code == 3
     assert states[6] == [("b", api_pb2.CONTAINER_CREATED)]  # the deleted one is gone
     assert got[1].pod_sandbox_status.state == api_pb2.SANDBOX_READY
     assert got[7].pod_sandbox_status.state == api_pb2.SANDBOX_NOTREADY
