@@ -107,9 +107,8 @@ class ContainerEventFeed:
             sandbox: SandboxRecord | None = event.record  # type: ignore[assignment]
         else:
             sandbox = self._sandboxes.current(event.pod_id)
-        ready = (
-            sandbox is not None and event.kind is not EventKind.DELETED and self._sandboxes.is_ready(sandbox)
-        )
+        removed = event.subject is Subject.SANDBOX and event.kind is EventKind.DELETED
+        ready = sandbox is not None and not removed and self._sandboxes.is_ready(sandbox)
         # newest first, as kubelet orders a pod's container statuses (latest attempt first)
         containers = tuple(
             sorted(

@@ -84,6 +84,7 @@ def test_each_event_carries_the_pod_as_it_was_then(tmp_path: Path) -> None:
     assert got[5].containers_statuses[1].exit_code == 3
     assert states[6] == [("b", api_pb2.CONTAINER_CREATED)]  # the deleted one is gone
     assert got[1].pod_sandbox_status.state == api_pb2.SANDBOX_READY
+    assert got[6].pod_sandbox_status.state == api_pb2.SANDBOX_READY  # a container's removal
     assert got[7].pod_sandbox_status.state == api_pb2.SANDBOX_NOTREADY
     assert {e.pod_sandbox_status.metadata.uid for e in got} == {"u1"}
     stamps = [e.created_at for e in got]
