@@ -53,10 +53,13 @@ def test_a_container_reads_an_image_volume_that_stays_in_use(cri: Any, registry:
     wait_state(cri, cid, api_pb2.CONTAINER_RUNNING)
 
     # the image's layers as one filesystem: whiteouts and opaque directories applied
-    out = exec_sync(cri, cid, ["sh", "-c", "cat /vol/data/keep /vol/data/added; ls /vol/data /vol/opaque"])
+    # (the top layer replaces data/keep, the one below removes data/removed and makes opaque/ opaque)
+    out = exec_sync(
+        cri, cid, ["sh", "-c", "cat /vol/data/keep /vol/data/added; ls /vol/data; ls /vol/opaque"]
+    )
     assert out.exit_code == 0, out.stderr
-    assert out.stdout.decode().split() == ["keep", "added", "added", "keep", "visible"]
-    assert exec_sync(cri, cid, ["cat", "/sub/keep"]).stdout == b"keep\n"
+    assert out.stdout.decode().split() == ["replaced", "added", "added", "keep", "visible"]
+    assert exec_sync(cri, cid, ["cat", "/sub/keep"]).stdout == b"replaced\n"
     # read-only and not executable
     write = exec_sync(cri, cid, ["sh", "-c", "echo x > /vol/data/new"])
     assert write.exit_code != 0 and b"Read-only file system" in write.stderr
@@ -70,7 +73,7 @@ def test_a_container_reads_an_image_volume_that_stays_in_use(cri: Any, registry:
 
     # a restart keeps the volume; removing the container releases it and the image
     cri.restart()
-    assert exec_sync(cri, cid, ["cat", "/vol/data/keep"]).stdout == b"keep\n"
+    assert exec_sync(cri, cid, ["cat", "/vol/data/keep"]).stdout == b"replaced\n"
     cri.runtime.RemoveContainer(api_pb2.RemoveContainerRequest(container_id=cid), timeout=60)
     assert not (cri.run_dir / "image-volumes" / cid).exists()
     _remove_image(cri, layered_id)

@@ -69,7 +69,9 @@ def test_pod_metrics_have_cadvisor_names_labels_and_live_values(cri: Any, regist
     assert len(fs) == 1 and fs[0][1][:6] == labels
     for metric in [*ctr.metrics, *ours[0].metrics]:
         assert len(metric.label_values) == len(descriptors[metric.name]), metric.name
-        counter = metric.name.endswith("_total") or metric.name == "container_memory_failcnt"  # as cAdvisor
+        # as cAdvisor has them: failcnt counts, container_fs_inodes_total is a size
+        counter = metric.name.endswith("_total") or metric.name == "container_memory_failcnt"
+        counter = counter and metric.name != "container_fs_inodes_total"
         assert metric.metric_type == (api_pb2.COUNTER if counter else api_pb2.GAUGE), metric.name
     pod_values = _values(ours[0].metrics)
     pod_labels = (pod_id, "POD", "", "e2e", pcfg.metadata.name, "POD", "eth0")
