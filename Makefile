@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 CONFIG ?= /etc/cri-py/cri-py.yaml
 CNI_CONF_DIR ?= /etc/cni/net.d
 
-.PHONY: install run test lint typecheck unit e2e critest proto bench clean-test-leftovers k8s node node-down node-test
+.PHONY: node-test-evented-pleg install run test lint typecheck unit e2e critest proto bench clean-test-leftovers k8s node node-down node-test
 
 install:
 	hack/install-deps.sh
@@ -57,6 +57,10 @@ node-down:
 # tests/node: a cluster of its own (not $(NODE_DIR)) driven by the kubernetes client and kubectl.
 node-test: install k8s
 	$(VENV)/bin/pytest -q tests/node
+
+# the same suite with kubelet's alpha EventedPLEG: pod state from GetContainerEvents, not relisting
+node-test-evented-pleg: install k8s
+	NODE_FEATURE_GATES=EventedPLEG=true $(VENV)/bin/pytest -q tests/node
 
 proto:
 	hack/gen-proto.sh

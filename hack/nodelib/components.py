@@ -7,6 +7,7 @@ on the namespace's own loopback (which is nobody else's), so their ports never m
 from __future__ import annotations
 
 import json
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -182,7 +183,26 @@ def kube_scheduler(layout: Layout, bin_dir: Path) -> Component:
     )  # fmt: skip
 
 
+def feature_gates(spec: str) -> dict[str, bool]:
+    """`NODE_FEATURE_GATES=EventedPLEG=true,Other=false` as kubelet's featureGates."""
+    gates: dict[str, bool] = {}
+    for item in filter(None, (part.strip() for part in spec.split(","))):
+        name, _, value = item.partition("=")
+        if value.lower() not in ("true", "false") or not name:
+            raise ValueError(f"NODE_FEATURE_GATES: {item!r} is not Name=true|false")
+        gates[name] = value.lower() == "true"
+    return gates
+
+
 def kubelet_config(layout: Layout, slot: Slot, pki: Pki, cgroup_driver: str, endpoint: str) -> dict[str, Any]:
+    config = _kubelet_config(layout, slot, pki, cgroup_driver, endpoint)
+    gates = feature_gates(os.environ.get("NODE_FEATURE_GATES", ""))
+    if gates:
+        config["featureGates"] = gates
+    return config
+
+
+def _kubelet_config(layout: Layout, slot: Slot, pki: Pki, cgroup_driver: str, endpoint: str) -> dict[str, Any]:
     return {
         "apiVersion": "kubelet.config.k8s.io/v1beta1",
         "kind": "KubeletConfiguration",
