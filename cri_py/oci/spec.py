@@ -112,7 +112,9 @@ def cri_mounts(
     for index, m in enumerate(mounts):
         image_source = (image_sources or {}).get(index)
         if image_source is not None:
-            out.append(_mount(m.container_path, "bind", image_source, ["rbind", "rprivate", "ro"]))
+            # a bind mount does not keep the source's flags: the volume's are given again
+            opts = ["rbind", "rprivate", "ro", "nosuid", "nodev", "noexec"]
+            out.append(_mount(m.container_path, "bind", image_source, opts))
             continue
         if not m.container_path or not m.host_path:
             raise InvalidArgument("a mount needs container_path and host_path")
