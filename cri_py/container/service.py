@@ -81,7 +81,7 @@ class ContainerService:
         self.bundles_dir = config.run_dir / "containers"
         self.persist_dir = config.root / "containers"
         self.exits = ExitWatcher(store, runtimes, tasks, self.persist_dir)
-        self.image_volumes = ImageVolumes(images, config.run_dir, rootfs.empty)
+        self.image_volumes = ImageVolumes(images, config.run_dir, config.run_dir / "image-volumes-empty")
         self._inflight = CreateCoalescer(tasks)
         self._locks = KeyedLocks()
         # each container's OCI process (what exec starts from), read once from its bundle
