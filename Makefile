@@ -22,7 +22,7 @@ run: install
 	@echo "  or put 'runtime-endpoint: unix:///run/cri-py/cri-py.sock' and 'image-endpoint: unix:///run/cri-py/cri-py.sock' in /etc/crictl.yaml"
 	exec $(VENV)/bin/cri-py serve --config $(CONFIG)
 
-test: install lint typecheck unit e2e critest node-test
+test: install lint typecheck unit k8s e2e critest node-test
 
 lint:
 	$(VENV)/bin/ruff check cri_py tests hack
@@ -34,6 +34,7 @@ typecheck:
 unit:
 	$(VENV)/bin/pytest -q tests/unit
 
+# kubectl from hack/k8s/build is the reference streaming client of two e2e files (make k8s builds it).
 e2e:
 	$(VENV)/bin/pytest -q tests/e2e
 

@@ -12,8 +12,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import shutil
+import subprocess
 from collections.abc import Callable
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def find_kubectl() -> str | None:
+    """The kubectl that hack/k8s/build made (the version the node suite uses), else one on PATH."""
+    try:
+        bin_dir = subprocess.run(
+            [str(REPO / "hack" / "k8s" / "build"), "--bin-dir"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        bin_dir = ""
+    built = Path(bin_dir) / "kubectl" if bin_dir else None
+    if built is not None and built.is_file():
+        return str(built)
+    return shutil.which("kubectl")
+
 
 # (kind, query) -> streaming URL; kind is exec, attach or portforward.
 UrlFactory = Callable[[str, dict[str, list[str]]], str]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +12,7 @@ import grpc
 import pytest
 
 from cri_py.api import api_pb2
-from tests.e2e.kubectl_shim import KubectlShim
+from tests.e2e.kubectl_shim import KubectlShim, find_kubectl
 from tests.e2e.registry_fixtures import TestRegistry, registry  # noqa: F401
 from tests.e2e.stream_client import (
     HandshakeError,
@@ -33,6 +32,8 @@ from tests.e2e.test_pod_support import (
     start,
     wait_state,
 )
+
+KUBECTL = find_kubectl()
 
 HTTPD = "mkdir -p /www && echo hello-pf > /www/index.html && exec httpd -f -p 8080 -h /www"
 
@@ -160,7 +161,7 @@ def test_port_forward_through_the_daemon(cri: Any, registry: TestRegistry, tmp_p
     asyncio.run(main())
 
 
-@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")
+@pytest.mark.skipif(KUBECTL is None, reason="kubectl is not installed")
 def test_kubectl_exec_and_port_forward_through_the_daemon(
     cri: Any,
     registry: TestRegistry,  # noqa: F811
@@ -199,13 +200,13 @@ def test_kubectl_exec_and_port_forward_through_the_daemon(
         env = {**os.environ, "KUBECONFIG": str(config)}
         try:
             proc = await asyncio.create_subprocess_exec(
-                "kubectl", "exec", "-i", "p", "--", "sh", "-c", "cat; exit 3",
+                KUBECTL, "exec", "-i", "p", "--", "sh", "-c", "cat; exit 3",
                 env=env, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
             )  # fmt: skip
             out, err = await asyncio.wait_for(proc.communicate(b"hi\n"), 30)
             assert (proc.returncode, out) == (3, b"hi\n"), err
             pf = await asyncio.create_subprocess_exec(
-                "kubectl", "port-forward", "p", ":8080",
+                KUBECTL, "port-forward", "p", ":8080",
                 env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
             )  # fmt: skip
             try:

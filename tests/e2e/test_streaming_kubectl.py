@@ -10,7 +10,6 @@ import asyncio
 import fcntl
 import os
 import re
-import shutil
 import struct
 import termios
 from collections.abc import Iterator
@@ -22,7 +21,7 @@ from cri_py.streaming.backend import PortForwardTarget
 from cri_py.streaming.fdio import FdIO
 from cri_py.streaming.requests import AttachRequest, ExecRequest, PortForwardRequest
 from cri_py.streaming.server import StreamingServer
-from tests.e2e.kubectl_shim import KubectlShim
+from tests.e2e.kubectl_shim import KubectlShim, find_kubectl
 from tests.e2e.streaming_env import (
     RuncContainer,
     conmon_container,
@@ -34,7 +33,7 @@ from tests.e2e.streaming_env import (
 )
 from tests.e2e.test_streaming_portforward import SERVER as ECHO_SERVERS
 
-KUBECTL = shutil.which("kubectl")
+KUBECTL = find_kubectl()
 pytestmark = pytest.mark.skipif(KUBECTL is None, reason="kubectl is not installed")
 
 TRANSPORT_ENV = {
