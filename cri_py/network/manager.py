@@ -444,8 +444,7 @@ class NetworkManager:
         attachment = self._known.get(pod_id)
         if result is None or attachment is None:
             return None
-        present = (await self._reader(pod_id, Path(attachment.netns))).addresses()
-        there = {a for addrs in present.values() for a in addrs}
+        there = (await self._reader(pod_id, Path(attachment.netns))).address_set()
         wanted = [a for a in [result.ip, *result.additional_ips] if a in there]
         if not wanted:
             return None

@@ -92,6 +92,19 @@ class NetnsReader:
                             messages.append((mtype, data, offset + _NLMSG_HDR.size, offset + length))
                     offset += (length + 3) & ~3
 
+    def address_set(self) -> set[str]:
+        """Every address in the namespace (one dump: no interface names needed)."""
+        found: set[str] = set()
+        for mtype, data, start, end in self._dump(_RTM_GETADDR, _IFADDRMSG.pack(0, 0, 0, 0, 0)):
+            if mtype != _RTM_NEWADDR:
+                continue
+            family = data[start]
+            attrs = _attrs(data, start + _IFADDRMSG.size, end)
+            raw = attrs.get(_IFA_ADDRESS) or attrs.get(_IFA_LOCAL)
+            if raw is not None:
+                found.add(_address(family, raw))
+        return found
+
     def addresses(self) -> dict[str, list[str]]:
         """The addresses on each interface (by name), as pyroute2's IFA_ADDRESS would give them."""
         names = {index: name for index, name, _ in self._links()}

@@ -43,6 +43,11 @@ def test_addresses_match_pyroute2(pod_netns: Path) -> None:
     assert {k: sorted(v) for k, v in ours.items()} == {k: sorted(v) for k, v in theirs.items()}
     assert "10.218.255.5" in ours["eth0"] and "fd18::5" in ours["eth0"]
     assert "127.0.0.1" in ours["lo"]
+    reader = NetnsReader(pod_netns)
+    try:
+        assert reader.address_set() == {a for addrs in theirs.values() for a in addrs}
+    finally:
+        reader.close()
 
 
 def test_interface_stats_match_pyroute2_without_loopback(pod_netns: Path) -> None:
