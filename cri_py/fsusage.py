@@ -67,6 +67,9 @@ class Measured:
     signature: tuple[tuple[str, int], ...]
 
 
+REFRESH_DELAY = 0.2
+
+
 class TreeUsage:
     """directory_usage of one tree for ImageFsInfo, which kubelet asks every 10 seconds.
 
@@ -99,6 +102,8 @@ class TreeUsage:
 
     async def _refresh_in_background(self) -> None:
         try:
+            # after the answer that found the walk old has gone out: the walk holds the GIL
+            await asyncio.sleep(REFRESH_DELAY)
             self._last = await asyncio.to_thread(self._walk)
         finally:
             self._refresh = None
