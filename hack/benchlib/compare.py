@@ -11,6 +11,7 @@ import contextlib
 import datetime
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -136,9 +137,30 @@ def profiler_wrapper(args: argparse.Namespace, result: dict[str, Any]) -> list[s
     return wrapper
 
 
+def checkout() -> str:
+    """The commit the bench measured (cri-py's code), with `+changes` for a dirty tree."""
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+    except OSError:
+        return "?"
+    return head + ("+changes" if dirty else "")
+
+
 def new_result(mode: str, args: argparse.Namespace) -> dict[str, Any]:
     return {
         "mode": mode,
+        "commit": checkout(),
         "loadavg_start": loadavg(),
         "n": args.n,
         "warmup": args.warmup,

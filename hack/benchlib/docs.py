@@ -79,7 +79,8 @@ def write_section(mode: str, lines: list[str]) -> Path:
 
 def run_line(result: dict[str, Any], argv: list[str]) -> str:
     return (
-        f"Run: {result['started']}, `hack/bench {' '.join(argv)}`, wall time {result.get('wall_s', 0):.0f} s; "
+        f"Run: {result['started']} at cri-py {result.get('commit', '?')}, `hack/bench {' '.join(argv)}`, "
+        f"wall time {result.get('wall_s', 0):.0f} s; "
         f"load average (1/5/15 min) {'/'.join(result.get('loadavg_start', []))} at the start, "
         f"{'/'.join(result.get('loadavg_end', []))} at the end."
     )
