@@ -6,6 +6,8 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from cri_py.errors import DeadlineExceeded
+
 
 @dataclass(frozen=True)
 class Completed:
@@ -28,6 +30,10 @@ async def run(args: Sequence[str], *, stdin: bytes | None = None, time_limit: fl
     )
     try:
         out, err = await asyncio.wait_for(proc.communicate(stdin), time_limit)
+    except TimeoutError as exc:
+        proc.kill()
+        await proc.wait()
+        raise DeadlineExceeded(f"{' '.join(args[:1])} did not finish in {time_limit:g} s") from exc
     except BaseException:
         # a cancelled request must not leave a runtime call behind
         if proc.returncode is None:

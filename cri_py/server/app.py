@@ -84,10 +84,10 @@ def _wrap_unary(rpc: str, func: Callable[..., Any], daemon: Daemon) -> Callable[
             if not daemon.ready:
                 raise Unavailable("cri-py is starting up")
             return await func(request, context)
-        except CriError as exc:
+        except (CriError, TimeoutError) as exc:
             status = status_code_for(exc)
             code = status.name
-            await context.abort(status, str(exc))
+            await context.abort(status, str(exc) or f"{rpc}: {type(exc).__name__}")
         except Exception as exc:
             if isinstance(exc, grpc.aio.AbortError):
                 raise
@@ -130,10 +130,10 @@ def _wrap_stream(rpc: str, func: Callable[..., AsyncIterator[Any]], daemon: Daem
                 raise Unavailable("cri-py is starting up")
             async for item in func(request, context):
                 yield item
-        except CriError as exc:
+        except (CriError, TimeoutError) as exc:
             status = status_code_for(exc)
             code = status.name
-            await context.abort(status, str(exc))
+            await context.abort(status, str(exc) or f"{rpc}: {type(exc).__name__}")
         except Exception as exc:
             if isinstance(exc, grpc.aio.AbortError):
                 raise

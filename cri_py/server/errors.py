@@ -19,6 +19,9 @@ _CODES: dict[type[errors.CriError], grpc.StatusCode] = {
 
 
 def status_code_for(exc: BaseException) -> grpc.StatusCode:
+    if isinstance(exc, TimeoutError):
+        # a time limit somewhere below ran out: the client's word for it, never INTERNAL
+        return grpc.StatusCode.DEADLINE_EXCEEDED
     for cls in type(exc).__mro__:
         code = _CODES.get(cls)
         if code is not None:

@@ -95,3 +95,16 @@ def test_within_turns_running_out_into_deadline_exceeded() -> None:
         assert await within(1, asyncio.sleep(0, "ok"), "quick") == "ok"
 
     asyncio.run(scenario())
+
+
+def test_a_time_limit_below_an_rpc_is_deadline_exceeded_never_internal() -> None:
+    from cri_py.oci.process import run
+    from cri_py.server.errors import status_code_for
+
+    # a runtime call that outlives its limit is killed and reported as a deadline
+    with pytest.raises(DeadlineExceeded, match="did not finish in 0.2 s") as caught:
+        asyncio.run(run(["sleep", "5"], time_limit=0.2))
+    assert status_code_for(caught.value).name == "DEADLINE_EXCEEDED"
+    # and a bare TimeoutError from anywhere below maps to the same code
+    assert status_code_for(TimeoutError()).name == "DEADLINE_EXCEEDED"
+    assert status_code_for(RuntimeError()).name == "UNKNOWN"
