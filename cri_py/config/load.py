@@ -14,6 +14,7 @@ import yaml
 
 from cri_py.config.errors import ConfigError
 from cri_py.config.model import (
+    RUNTIME_TYPES,
     CniConfig,
     Config,
     MetricsConfig,
@@ -76,12 +77,13 @@ BUILTIN_RUNTIMES: dict[str, dict[str, Any]] = {
     "runc": {"path": "/usr/sbin/runc"},
     "crun": {"path": "/usr/bin/crun"},
     # runsc (2022) takes every network namespace for the root one on this kernel (it probes
-    # /proc/sys/net/core/rmem_default); with host networking it uses the pod's namespace as is
+    # /proc/sys/net/core/rmem_default); with host networking it uses the pod's namespace as is.
+    # --oci-seccomp: the containers' seccomp profiles are applied inside the sandbox (runsc
+    # ignores them otherwise)
     "runsc": {
         "path": "/usr/bin/runsc",
-        "type": "vm",
-        "runtime_args": ["--network=host"],
-        "sandbox_pids": True,
+        "type": "gvisor",
+        "runtime_args": ["--network=host", "--oci-seccomp"],
     },
     "kata-runtime": {"path": "/usr/bin/kata-runtime", "type": "vm", "optional": True},
 }
@@ -186,17 +188,20 @@ def _build(data: dict[str, Any], source: str) -> Config:
         entry = entry or {}
         if "path" not in entry:
             raise ConfigError(source, f"runtimes.{name}.path", "missing")
-        if entry.get("type", "oci") not in ("oci", "vm"):
-            raise ConfigError(source, f"runtimes.{name}.type", "must be oci or vm")
+        kind = entry.get("type", "oci")
+        if kind not in RUNTIME_TYPES:
+            raise ConfigError(source, f"runtimes.{name}.type", f"must be one of {', '.join(RUNTIME_TYPES)}")
+        if kind != "gvisor" and Path(entry["path"]).name == "runsc":
+            raise ConfigError(source, f"runtimes.{name}.type", "runsc is type gvisor")
         runtimes[name] = RuntimeHandler(
             name=name,
             path=Path(entry["path"]),
             root=Path(entry["root"]) if entry.get("root") else None,
-            type=entry.get("type", "oci"),
+            type=kind,
             runtime_args=tuple(entry.get("runtime_args", ())),
             recursive_read_only_mounts=entry.get("recursive_read_only_mounts"),
             optional=entry.get("optional", False),
-            sandbox_pids=entry.get("sandbox_pids", False),
+            sandbox_pids=entry.get("sandbox_pids", kind == "gvisor"),
         )
     default_runtime = data.get("default_runtime", defaults.default_runtime)
     if default_runtime not in runtimes:

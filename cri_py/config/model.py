@@ -17,7 +17,9 @@ class RuntimeHandler:
     path: Path
     # the runtime's state directory (`--root`); empty = a directory under run_dir
     root: Path | None = None
-    # "oci" = a runc-compatible binary under conmon; "vm" marks sandboxed runtimes (runsc, kata)
+    # how a pod and its containers run (RUNTIME_TYPES): "oci" = a runc-compatible binary under
+    # conmon, the pod's namespaces shared by its containers; "gvisor" = runsc under conmon, the
+    # pod one gVisor sandbox its containers join; "vm" = a runtime whose pod is one VM (Kata)
     type: str = "oci"
     # extra global arguments before the subcommand (e.g. runsc's --platform)
     runtime_args: tuple[str, ...] = ()
@@ -27,8 +29,12 @@ class RuntimeHandler:
     # only checked for existence when the handler is used (kata has no package here)
     optional: bool = False
     # processes run in the runtime's own kernel with pids of their own (gVisor): exec asks for
-    # the internal pid (--internal-pid-file) and kills by it (`kill --pid`)
+    # the internal pid (--internal-pid-file) and kills by it (`kill --pid`); the loader sets it
+    # for type gvisor
     sandbox_pids: bool = False
+
+
+RUNTIME_TYPES = ("oci", "gvisor", "vm")
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
+import dataclasses
 import json
 import logging
 import secrets
@@ -36,8 +37,8 @@ from cri_py.errors import (
 )
 from cri_py.image.service import ImageService
 from cri_py.oci import exits
-from cri_py.oci.cgroups import oci_resources
-from cri_py.oci.interface import ContainerRuntime, CreateOptions, ExecResult
+from cri_py.oci.cgroups import cgroup_relpath, oci_resources, remove_cgroup
+from cri_py.oci.interface import ContainerRuntime, CreateOptions, ExecResult, NeverStarted
 from cri_py.oci.registry import RuntimeSet
 from cri_py.oci.spec import HostFacts, container_spec, resolve_signal
 from cri_py.pod.context import pod_context
@@ -204,9 +205,9 @@ class ContainerService:
                 image_config=image.config,
                 rootfs=Path(rootfs),
                 pod=pod_context(pod, runtime.is_sandboxed),
-                host=self.host,
+                host=await self._host_for(runtime),
                 rro_supported=await runtime.recursive_read_only_mounts(),
-                target_pid_path=self._target_pid_path(config),
+                target_pid_path=await asyncio.to_thread(self._target_pid_path, config, runtime),
                 image_sources=image_sources,
             )
             await asyncio.to_thread(self._write_bundle, rec, spec)
@@ -250,13 +251,26 @@ class ContainerService:
         log.debug("container %s created; ms rootfs/spec/runtime/persist: %s", cid, steps)
         return cid
 
-    def _target_pid_path(self, config: api_pb2.ContainerConfig) -> str | None:
+    async def _host_for(self, runtime: ContainerRuntime) -> HostFacts:
+        """The host's facts as far as this runtime can use them (its capabilities)."""
+        known = await runtime.capabilities()
+        if known is None:
+            return self.host
+        return dataclasses.replace(self.host, capabilities=self.host.capabilities & known)
+
+    def _target_pid_path(self, config: api_pb2.ContainerConfig, runtime: ContainerRuntime) -> str | None:
         ns = config.linux.security_context.namespace_options
         if ns.pid != api_pb2.TARGET:
             return None
         target = self.store.find(ns.target_id)
         if target is None or target.state != ContainerState.RUNNING:
             raise NotFound(f"target container {ns.target_id!r} is not running")
+        if runtime.is_sandboxed:
+            # inside the sandbox a PID namespace is known by the name the target's spec gave
+            # it ("" = the pod's)
+            spec = json.loads((target.bundle_dir / "config.json").read_text())
+            named = [n for n in spec["linux"]["namespaces"] if n["type"] == "pid"]
+            return str(named[0].get("path", "")) if named else ""
         return f"/proc/{target.pid}/ns/pid"
 
     def _write_bundle(self, rec: ContainerRecord, spec: dict[str, Any]) -> None:
@@ -283,6 +297,8 @@ class ContainerService:
                 started = time.time_ns()
                 try:
                     await runtime.start(rec.id)
+                except NeverStarted:
+                    raise
                 except Internal:
                     # a process that ran and exited at once may have been cleaned up under
                     # `runtime start` (runc then fails to remove its exec fifo): it did start
@@ -383,6 +399,10 @@ class ContainerService:
             log.warning("container %s: image volume removal: %s", rec.id, exc)
         shutil.rmtree(rec.bundle_dir, ignore_errors=True)
         shutil.rmtree(self.persist_dir / rec.id, ignore_errors=True)
+        if rec.cgroups_path and self.config.cgroup_driver == "cgroupfs":
+            # the runtime's delete removes it; one that could not (runsc, when the container's
+            # sandbox was gone already) leaves it to us
+            remove_cgroup(cgroup_relpath(rec.cgroups_path, "cgroupfs"))
         runtime.forget(rec.id)
 
     # ---- ExecSync, Update, ReopenContainerLog -------------------------------------------

@@ -2,9 +2,9 @@
 
 The pod and container services, the stats service and the streaming server talk to a
 `ContainerRuntime` and to nothing below it. `OciRuntime` (oci/runtime.py) implements it for
-runc-compatible binaries under conmon, with gVisor (runsc) and Kata's OCI CLI as flavours of
-it; `RuntimeSet` (oci/registry.py) picks the implementation per handler type, which is where
-a VM runtime speaking another protocol (containerd's shim v2) plugs in.
+runc-compatible binaries under conmon, `GvisorRuntime` (oci/gvisor.py) for runsc, whose pod is
+one sandbox; `RuntimeSet` (oci/registry.py) picks the implementation per handler type, which
+is where a VM runtime speaking another protocol (containerd's shim v2) plugs in.
 """
 
 from __future__ import annotations
@@ -14,9 +14,14 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from cri_py.config.model import RuntimeHandler
+from cri_py.errors import Internal
 from cri_py.oci.cgroups import CgroupUsage
 from cri_py.oci.exits import ExitInfo
 from cri_py.oci.stdio import StdioSession, TerminalSize
+
+
+class NeverStarted(Internal):
+    """The runtime says the container's process never ran (its start failed)."""
 
 
 @dataclass(frozen=True)
@@ -55,11 +60,17 @@ class ContainerRuntime(Protocol):
 
     @property
     def is_sandboxed(self) -> bool:
-        """Each container gets a kernel of its own: nothing of the pod's is shared but the net."""
+        """The pod is one sandbox with a kernel of its own (gVisor, a VM): its infra container
+        starts it, every container of the pod joins it, and the pod's PID, IPC, UTS and
+        network namespaces are the sandbox's (the node's cannot be shared)."""
         ...
 
     async def recursive_read_only_mounts(self) -> bool:
         """Can the handler make bind mounts recursively read-only (a CRI handler feature)?"""
+        ...
+
+    async def capabilities(self) -> frozenset[str] | None:
+        """The capabilities the runtime can grant a container; None: every one the kernel has."""
         ...
 
     # ---- life cycle ----
@@ -72,7 +83,9 @@ class ContainerRuntime(Protocol):
         """Create and start a container with no monitor (a pod's pause process); its pid."""
         ...
 
-    async def start(self, cid: str) -> None: ...
+    async def start(self, cid: str) -> None:
+        """Start the created container; NeverStarted when its process did not run."""
+        ...
 
     async def kill(self, cid: str, signal: int, *, all_processes: bool = False) -> None: ...
 

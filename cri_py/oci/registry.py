@@ -1,10 +1,10 @@
 """The configured runtime handlers, each as a `ContainerRuntime`, looked up by CRI handler name.
 
-The handler's `type` picks the implementation. Both kinds configured today run through
-`OciRuntime` (a runc-compatible binary under conmon); `vm` marks runtimes that give each
-container a kernel of its own (runsc, Kata's OCI CLI). A VM runtime that speaks another
-protocol (containerd's shim v2, as kata-runtime's shim does) is a new entry here, written
-against `ContainerRuntime`; none is built yet.
+The handler's `type` picks the implementation: `oci` is `OciRuntime` (a runc-compatible
+binary under conmon), `gvisor` is `GvisorRuntime` (runsc, a pod one sandbox), `vm` is still
+`OciRuntime` with the pod one VM (Kata's OCI command line). A VM runtime that speaks another
+protocol (containerd's shim v2, as kata's shim does) is a new entry here, written against
+`ContainerRuntime`.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from cri_py.config.model import Config, RuntimeHandler
 from cri_py.errors import InvalidArgument
+from cri_py.oci.gvisor import GvisorRuntime
 from cri_py.oci.interface import ContainerRuntime
 from cri_py.oci.runtime import OciRuntime
 
@@ -36,7 +37,18 @@ def _oci(handler: RuntimeHandler, config: Config, events: EventBus | None) -> Co
     )
 
 
-IMPLEMENTATIONS: dict[str, RuntimeFactory] = {"oci": _oci, "vm": _oci}
+def _gvisor(handler: RuntimeHandler, config: Config, events: EventBus | None) -> ContainerRuntime:
+    return GvisorRuntime(
+        handler,
+        conmon=config.conmon,
+        run_dir=config.run_dir,
+        log_level=config.log_level,
+        cgroup_driver=config.cgroup_driver,
+        events=events,
+    )
+
+
+IMPLEMENTATIONS: dict[str, RuntimeFactory] = {"oci": _oci, "gvisor": _gvisor, "vm": _oci}
 
 
 class RuntimeSet:

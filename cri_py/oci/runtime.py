@@ -1,10 +1,11 @@
 """`OciRuntime`: a runc-compatible runtime binary driven through conmon.
 
 The one implementation of `ContainerRuntime` today; runc, crun, runsc (gVisor) and Kata's
-OCI command line are handlers of it. What differs between them is configuration, not code
-paths chosen by binary name: `type: vm` marks a runtime that gives each container a kernel
-of its own, `sandbox_pids` one whose processes have pids of the sandbox's (gVisor), which
-exec reports and kill uses.
+OCI command line are handlers of it (runsc through `GvisorRuntime`, oci/gvisor.py, which
+changes how a container joins its pod's sandbox). What differs between them is
+configuration, not code paths chosen by binary name: `type: vm` marks a runtime whose pod is
+one VM, `sandbox_pids` one whose processes have pids of the sandbox's (gVisor), which exec
+reports and kill uses.
 """
 
 from __future__ import annotations
@@ -81,6 +82,9 @@ class OciRuntime:
             )
         return self._rro
 
+    async def capabilities(self) -> frozenset[str] | None:
+        return None
+
     def global_args(self) -> list[str]:
         return [f"--root={self.root}", *self._handler.runtime_args]
 
@@ -113,13 +117,14 @@ class OciRuntime:
         self._prepare_dirs()
         with contextlib.suppress(FileNotFoundError):
             self.exit_file(cid).unlink()
+        runtime, runtime_args = self._conmon_runtime(cid)
         args = [
             self.conmon,
             "-b", str(bundle),
             "-c", cid,
             "-u", cid,
             "-n", cid,
-            "-r", self.binary,
+            "-r", runtime,
             "--exit-dir", str(self.exits_dir),
             "--persist-dir", str(persist_dir),
             "-l", opts.log_path or "none",
@@ -128,7 +133,7 @@ class OciRuntime:
             "-p", str(bundle / "pidfile"),
             "--socket-dir-path", str(self.socket_dir),
         ]  # fmt: skip
-        for arg in self.global_args():
+        for arg in runtime_args:
             args += ["--runtime-arg", arg]
         if opts.systemd_cgroup:
             args.append("-s")
@@ -143,6 +148,10 @@ class OciRuntime:
         with self._timed("create"):
             pid, monitor_pid = await monitor.create(args, bundle)
         return Created(pid, monitor_pid)
+
+    def _conmon_runtime(self, cid: str) -> tuple[str, list[str]]:
+        """The runtime conmon runs for a create, and its global arguments."""
+        return self.binary, self.global_args()
 
     async def run_detached(self, cid: str, bundle: Path) -> int:
         """Create and start in one call with no monitor (the pause process needs no log,

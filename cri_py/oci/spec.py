@@ -265,17 +265,10 @@ def container_spec(
         process["user"]["username"] = user.username
 
     pid_mode = sc.namespace_options.pid
-    pid_ns: dict[str, Any] | None
-    if pid_mode == api_pb2.NODE or pod.host_pid:
-        pid_ns = None
-    elif pid_mode == api_pb2.POD and pod.pid_path:
-        pid_ns = {"type": "pid", "path": pod.pid_path}
-    elif pid_mode == api_pb2.TARGET:
-        if not target_pid_path:
-            raise InvalidArgument("pid namespace TARGET needs a running target container")
-        pid_ns = {"type": "pid", "path": target_pid_path}
+    if pod.sandboxed_runtime:
+        pid_ns = _sandbox_pid_namespace(pid_mode, pod, cid, target_pid_path)
     else:
-        pid_ns = {"type": "pid"}
+        pid_ns = _pid_namespace(pid_mode, pod, target_pid_path)
 
     mounts = _base_mounts(privileged)
     mounts += _pod_file_mounts(pod, readonly=False)
@@ -306,6 +299,9 @@ def container_spec(
         linux_spec["devices"] = devices
     # a shared or slave mount only propagates if the container's root mount does too
     propagations = {m.propagation for m in config.mounts}
+    if api_pb2.PROPAGATION_BIDIRECTIONAL in propagations and pod.sandboxed_runtime:
+        # its own kernel's mounts cannot reach the host's (runsc refuses an rshared root)
+        raise InvalidArgument("a sandboxed runtime cannot propagate mounts to the host (Bidirectional)")
     if api_pb2.PROPAGATION_BIDIRECTIONAL in propagations:
         linux_spec["rootfsPropagation"] = "rshared"
     elif api_pb2.PROPAGATION_HOST_TO_CONTAINER in propagations:
@@ -316,12 +312,11 @@ def container_spec(
         seccomp = _seccomp(sc.seccomp if sc.HasField("seccomp") else None, sc.seccomp_profile_path, caps)
         if seccomp is not None:
             linux_spec["seccomp"] = seccomp
+    # a sandboxed runtime creates the container inside the pod's sandbox (runsc reads these in
+    # runsc/specutils/cri.go, Kata in its oci package); others ignore them
     annotations = dict(config.annotations)
-    if not pod.sandboxed_runtime:
-        annotations[ANNOTATION_CONTAINER_TYPE] = "container"
-        annotations[ANNOTATION_SANDBOX_ID] = pod.id
-    # else each container is a sandbox of its own: runsc 2022 under conmon cannot monitor a
-    # container it starts inside another sandbox (conmon sees its create exit at once)
+    annotations[ANNOTATION_CONTAINER_TYPE] = "container"
+    annotations[ANNOTATION_SANDBOX_ID] = pod.id
     return {
         "ociVersion": OCI_VERSION,
         "process": process,
@@ -331,6 +326,46 @@ def container_spec(
         "annotations": annotations,
         "linux": linux_spec,
     }
+
+
+def _pid_namespace(mode: int, pod: PodContext, target_pid_path: str | None) -> dict[str, Any] | None:
+    """The container's PID namespace on the host: the pod's (its infra process's), a
+    target container's, a new one, or the host's (None)."""
+    if mode == api_pb2.NODE or pod.host_pid:
+        return None
+    if mode == api_pb2.POD and pod.pid_path:
+        return {"type": "pid", "path": pod.pid_path}
+    if mode == api_pb2.TARGET:
+        if not target_pid_path:
+            raise InvalidArgument("pid namespace TARGET needs a running target container")
+        return {"type": "pid", "path": target_pid_path}
+    return {"type": "pid"}
+
+
+def sandbox_pid_namespace_name(pod: PodContext, cid: str) -> str:
+    """The name a container's own PID namespace has inside a gVisor sandbox. runsc never opens
+    it: its loader (runsc/boot/loader.go) puts a container whose spec names the same PID
+    namespace path as an earlier one's into that one's namespace, and one without a PID
+    namespace into the sandbox's root namespace."""
+    return str(pod.hosts.parent / "pid-namespaces" / cid)
+
+
+def _sandbox_pid_namespace(
+    mode: int, pod: PodContext, cid: str, target_pid_path: str | None
+) -> dict[str, Any] | None:
+    """The container's PID namespace inside the pod's sandbox: the sandbox's root namespace
+    (None), where the infra process is pid 1, when the pod shares one; else a new one named
+    after the container, or the target container's."""
+    if mode == api_pb2.NODE:
+        raise InvalidArgument("a sandboxed runtime cannot share the node's PID namespace")
+    if mode == api_pb2.POD:
+        return None
+    if mode == api_pb2.TARGET:
+        if target_pid_path is None:
+            raise InvalidArgument("pid namespace TARGET needs a running target container")
+        # "" : the target runs in the pod's namespace
+        return {"type": "pid", "path": target_pid_path} if target_pid_path else None
+    return {"type": "pid", "path": sandbox_pid_namespace_name(pod, cid)}
 
 
 def infra_spec(
@@ -344,6 +379,11 @@ def infra_spec(
     """The pause process: catatonit in pause mode, holding the pod's PID namespace (and, for
     sandboxed runtimes, the sandbox itself)."""
     caps: list[str] = []
+    if pod.sandboxed_runtime and "CAP_NET_BIND_SERVICE" in host.capabilities:
+        # a gVisor sandbox on the node's network stack (runsc --network=host) binds its
+        # containers' sockets itself, with the capabilities runsc gives it from this process's:
+        # without this one no container of the pod could listen on a port below 1024
+        caps = ["CAP_NET_BIND_SERVICE"]
     mounts = [
         _mount("/proc", "proc", "proc", ["nosuid", "noexec", "nodev"]),
         _mount("/dev", "tmpfs", "tmpfs", ["nosuid", "strictatime", "mode=755", "size=65536k"]),

@@ -4,7 +4,8 @@ A pod is its pinned namespaces (net via the network layer, IPC and UTS pinned he
 files (resolv.conf, hosts, hostname), a /dev/shm tmpfs and, only where something needs it,
 an infra ("pause") process: only a pod sharing one PID namespace needs an init to hold it.
 Everything else works without one, which saves a runtime call per pod and a process per
-running pod. Under gVisor each container is its own sandbox in the pod's network namespace.
+running pod. A pod of a sandboxed runtime (gVisor, a VM) always has one: it starts the
+sandbox that every container of the pod joins, and whose namespaces are the pod's.
 
 Every state change goes through `SandboxStore.transition`. One pod's Run, Stop and Remove
 take turns on its lock; Stop and Remove run as owned tasks with their own time budget, and a
@@ -47,6 +48,8 @@ log = logging.getLogger(__name__)
 
 # budget for unwinding and tearing down, independent of the request's own deadline
 CLEANUP_TIMEOUT = 60.0
+# how long a killed infra process may take to exit before `delete --force` takes over
+INFRA_EXIT_TIMEOUT = 10.0
 
 
 class PodContainers(Protocol):
@@ -134,6 +137,8 @@ class PodService:
             # Status advertises no user namespace support; say so rather than run unmapped
             raise InvalidArgument("user namespaces (userns_options mode POD) are not supported")
         runtime = self.runtimes.get(runtime_handler)
+        if runtime.is_sandboxed:
+            _refuse_node_namespaces(ns_options, runtime.name)
         key = name_key(md.name, md.namespace, md.uid, md.attempt)
         claimed = self._inflight.claim(key)
         if claimed is not None and self.store.current(claimed) is not None:
@@ -180,8 +185,8 @@ class PodService:
                 uts_path="" if host_net else str(self.ns_dir / f"{pod_id}-uts"),
                 shm_path="" if host_ipc else str(pod_dir / "shm"),
                 host_pid=host_pid,
-                # a sandboxed runtime gives each container its own kernel: nothing to share
-                infra=shares_pid and not host_pid and not runtime.is_sandboxed,
+                # the sandbox of a sandboxed runtime is its infra container's
+                infra=runtime.is_sandboxed or (shares_pid and not host_pid),
             )
         )
         async with self._locks.hold(pod_id):
@@ -333,7 +338,9 @@ class PodService:
         if exits.same_process(pod.infra_pid, pod.infra_start_time):
             with contextlib.suppress(Exception):
                 await runtime.kill(pod.id, 9)
-            await exits.wait_pid_exit(pod.infra_pid)
+            # a kill the runtime could not deliver is still bounded: delete --force kills too
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(exits.wait_pid_exit(pod.infra_pid), INFRA_EXIT_TIMEOUT)
         await runtime.delete(pod.id, force=True)
 
     # ---- RemovePodSandbox --------------------------------------------------------------
@@ -401,6 +408,18 @@ class PodService:
         if resources is not None:
             cfg.linux.resources.CopyFrom(resources)
         self.store.update(pod, config_b64=encode_message(cfg))
+
+
+def _refuse_node_namespaces(ns: api_pb2.NamespaceOption, handler: str) -> None:
+    """A sandbox runs its own kernel: it cannot share the node's processes or IPC objects
+    (gVisor's and Kata's documentation say so); the node's network it can use (runsc's
+    host networking)."""
+    for what, mode in (("PID", ns.pid), ("IPC", ns.ipc)):
+        if mode == api_pb2.NODE:
+            raise InvalidArgument(
+                f"runtime handler {handler!r} runs the pod in a sandbox of its own kernel: "
+                f"it cannot share the node's {what} namespace"
+            )
 
 
 def _namespaces_survived(pod: SandboxRecord) -> bool:

@@ -19,7 +19,8 @@ def test_defaults_ship_runc_crun_runsc(tmp_path: Path) -> None:
     config = load_config(write(tmp_path / "c.yaml", ""))
     assert config.default_runtime == "runc"
     assert {"runc", "crun", "runsc", "kata-runtime"} <= set(config.runtimes)
-    assert config.runtimes["runsc"].type == "vm"
+    assert config.runtimes["runsc"].type == "gvisor"
+    assert config.runtimes["runsc"].sandbox_pids
     assert config.socket_path == Path("/run/cri-py/cri-py.sock")
     assert config.cni.cache_dir == Path("/var/lib/cri-py/cni")
 

@@ -269,6 +269,75 @@ def test_pid_namespace_modes(tmp_path: Path) -> None:
         _spec(tmp_path / "t", cfg)
 
 
+def _spec_with(tmp_path: Path, mode: int, target: str | None = None, **pod: object):  # type: ignore[no-untyped-def]
+    cfg = api_pb2.ContainerConfig(command=["/x"])
+    cfg.linux.security_context.namespace_options.pid = mode  # type: ignore[assignment]
+    tmp_path.mkdir(exist_ok=True)
+    return container_spec(
+        cid=CID,
+        config=cfg,
+        image_config={"config": {}},
+        rootfs=_rootfs(tmp_path),
+        pod=_pod(tmp_path, **pod),
+        host=HostFacts("cgroupfs", 0),
+        target_pid_path=target,
+    )
+
+
+def test_pid_namespaces_inside_a_sandbox(tmp_path: Path) -> None:
+    calls = iter(range(100))
+
+    def pid_entries(mode: int, target: str | None = None) -> list[dict[str, str]]:
+        base = tmp_path / str(next(calls))
+        spec = _spec_with(base, mode, target, sandboxed_runtime=True, pid_path="/proc/7/ns/pid")
+        return [n for n in spec["linux"]["namespaces"] if n["type"] == "pid"]
+
+    # the pod's: the sandbox's root namespace, whose pid 1 is the infra process
+    assert pid_entries(api_pb2.POD) == []
+    # a container's own: named after it, so that a TARGET container can name it too
+    own = pid_entries(api_pb2.CONTAINER)
+    assert own == [{"type": "pid", "path": str(tmp_path / "1" / "pid-namespaces" / CID)}]
+    assert pid_entries(api_pb2.TARGET, own[0]["path"]) == own
+    assert pid_entries(api_pb2.TARGET, "") == []  # the target shares the pod's
+    with pytest.raises(InvalidArgument):
+        pid_entries(api_pb2.TARGET)
+    with pytest.raises(InvalidArgument):
+        pid_entries(api_pb2.NODE)
+
+
+def test_every_container_names_its_pod_sandbox(tmp_path: Path) -> None:
+    for sandboxed in (False, True):
+        spec = _spec_with(tmp_path / str(sandboxed), api_pb2.POD, sandboxed_runtime=sandboxed)
+        assert spec["annotations"]["io.kubernetes.cri.container-type"] == "container"
+        assert spec["annotations"]["io.kubernetes.cri.sandbox-id"] == "p" * 64
+    infra = infra_spec(
+        pod=_pod(tmp_path, sandboxed_runtime=True),
+        rootfs=tmp_path,
+        catatonit=Path("/usr/bin/catatonit"),
+        host=HostFacts("cgroupfs", 0),
+    )
+    assert infra["annotations"]["io.kubernetes.cri.container-type"] == "sandbox"
+    assert infra["annotations"]["io.kubernetes.cri.sandbox-id"] == "p" * 64
+
+
+def test_a_sandbox_neither_propagates_mounts_back_nor_lacks_its_bind_capability(tmp_path: Path) -> None:
+    source = tmp_path / "vol"
+    source.mkdir()
+    cfg = api_pb2.ContainerConfig(command=["/x"])
+    cfg.mounts.add(container_path="/v", host_path=str(source), propagation=api_pb2.PROPAGATION_BIDIRECTIONAL)
+    assert _spec(tmp_path / "runc", cfg)["linux"]["rootfsPropagation"] == "rshared"
+    with pytest.raises(InvalidArgument, match="propagate"):
+        _spec(tmp_path / "gvisor", cfg, sandboxed_runtime=True)
+    # the infra process of a sandbox lends it the right to bind ports below 1024
+    host = HostFacts("cgroupfs", 0)
+    plain = infra_spec(pod=_pod(tmp_path), rootfs=tmp_path, catatonit=Path("/c"), host=host)
+    sandbox = infra_spec(
+        pod=_pod(tmp_path, sandboxed_runtime=True), rootfs=tmp_path, catatonit=Path("/c"), host=host
+    )
+    assert plain["process"]["capabilities"]["bounding"] == []
+    assert sandbox["process"]["capabilities"]["bounding"] == ["CAP_NET_BIND_SERVICE"]
+
+
 def test_resources_and_oom_clamp() -> None:
     res = api_pb2.LinuxContainerResources(
         cpu_shares=256, cpu_quota=50000, cpu_period=100000, memory_limit_in_bytes=1 << 20
