@@ -38,10 +38,12 @@ unit:
 e2e:
 	$(VENV)/bin/pytest -q tests/e2e
 
-# cri-tools' CRI validation suite (critest v1.36) against a cri-py of its own; builds critest
-# (hack/cri-tools) when absent. A failing spec, or a skip that is not expected, fails it.
+# cri-tools' CRI validation suite (critest v1.36) against a cri-py of its own, with runc and
+# with gVisor's runsc; builds critest (hack/cri-tools) when absent. A failing spec, or a skip
+# that is not expected, fails it (docs/conformance.md lists what each handler may fail).
 critest: install
 	$(PY) hack/critest
+	$(PY) hack/critest --runtime-handler runsc
 
 # Kubernetes' own binaries (kubelet, kube-apiserver, ..., etcd), built once per version into /var/cache/cri-py.
 k8s:

@@ -196,14 +196,36 @@ printf '%s' "$procs" | awk -v pattern="$1" '{ pid = $1; sub(/^[0-9]+ /, "") }
     $0 ~ pattern { print pid; found = 1 } END { exit !found }'
 """
 
-IPCS = r"""#!/bin/sh
-# ipcs [-m]: the System V shared memory segments of this IPC namespace (/proc/sysvipc/shm)
-case "$*" in ""|-m) ;; *) echo "ipcs: only -m is supported" >&2; exit 1 ;; esac
-echo
-echo "------ Shared Memory Segments --------"
-echo "key        shmid      owner      perms      bytes      nattch     status"
-awk 'NR > 1 { printf "0x%08x %-10s %-10s %-10s %-10s %-10s\n", $1, $2, $8, $3, $4, $7 }' /proc/sysvipc/shm
-echo
+# busybox's own ipcs asks the kernel (shmctl SHM_INFO, then SHM_STAT for each index), not
+# /proc/sysvipc/shm, which gVisor does not have: a stand-in that read the file failed there
+IPCS_C = r"""
+#include <stdio.h>
+#include <string.h>
+#include <sys/ipc.h>
+#include <sys/shm.h>
+
+/* ipcs [-m]: the System V shared memory segments of this IPC namespace, as busybox lists them */
+int main(int argc, char **argv) {
+    if (argc > 2 || (argc == 2 && strcmp(argv[1], "-m"))) {
+        fprintf(stderr, "ipcs: only -m is supported\n");
+        return 1;
+    }
+    struct shm_info info;
+    int maxid = shmctl(0, SHM_INFO, (struct shmid_ds *)&info);
+    printf("\n------ Shared Memory Segments --------\n");
+    printf("key        shmid      owner      perms      bytes      nattch     status\n");
+    for (int index = 0; index <= maxid; index++) {
+        struct shmid_ds seg;
+        int id = shmctl(index, SHM_STAT, &seg);
+        if (id < 0)
+            continue;
+        printf("0x%08x %-10d %-10u %-10o %-10lu %-10ld\n", (unsigned)seg.shm_perm.__key, id,
+               (unsigned)seg.shm_perm.uid, (unsigned)seg.shm_perm.mode & 0777,
+               (unsigned long)seg.shm_segsz, (long)seg.shm_nattch);
+    }
+    printf("\n");
+    return 0;
+}
 """
 
 
@@ -225,7 +247,7 @@ def busybox_tree() -> Tree:
     for applet in sorted(set(applets) - {"busybox"}):
         tree.hardlink(f"bin/{applet}", "bin/busybox")
     tree.file("bin/pgrep", PGREP, mode=0o755)
-    tree.file("bin/ipcs", IPCS, mode=0o755)
+    tree.copy("bin/ipcs", compile_c(IPCS_C, "ipcs"), mode=0o755)
     tree.symlink("sbin", "bin")
     tree.dir("usr")
     tree.symlink("usr/bin", "../bin")
