@@ -19,7 +19,8 @@ class RuntimeHandler:
     root: Path | None = None
     # how a pod and its containers run (RUNTIME_TYPES): "oci" = a runc-compatible binary under
     # conmon, the pod's namespaces shared by its containers; "gvisor" = runsc under conmon, the
-    # pod one gVisor sandbox its containers join; "vm" = a runtime whose pod is one VM (Kata)
+    # pod one gVisor sandbox its containers join; "vm" = a containerd shim v2 binary (Kata's
+    # containerd-shim-kata-v2), the pod one VM its containers are created in
     type: str = "oci"
     # extra global arguments before the subcommand (e.g. runsc's --platform)
     runtime_args: tuple[str, ...] = ()

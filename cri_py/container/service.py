@@ -36,7 +36,6 @@ from cri_py.errors import (
     NotFound,
 )
 from cri_py.image.service import ImageService
-from cri_py.oci import exits
 from cri_py.oci.cgroups import cgroup_relpath, oci_resources, remove_cgroup
 from cri_py.oci.interface import ContainerRuntime, CreateOptions, ExecResult, NeverStarted
 from cri_py.oci.registry import RuntimeSet
@@ -204,7 +203,7 @@ class ContainerService:
                 config=config,
                 image_config=image.config,
                 rootfs=Path(rootfs),
-                pod=pod_context(pod, runtime.is_sandboxed),
+                pod=pod_context(pod, runtime.handler.type if runtime.is_sandboxed else ""),
                 host=await self._host_for(runtime),
                 rro_supported=await runtime.recursive_read_only_mounts(),
                 target_pid_path=await asyncio.to_thread(self._target_pid_path, config, runtime),
@@ -265,9 +264,9 @@ class ContainerService:
         target = self.store.find(ns.target_id)
         if target is None or target.state != ContainerState.RUNNING:
             raise NotFound(f"target container {ns.target_id!r} is not running")
-        if runtime.is_sandboxed:
-            # inside the sandbox a PID namespace is known by the name the target's spec gave
-            # it ("" = the pod's)
+        if runtime.handler.type == "gvisor":
+            # inside a gVisor sandbox a PID namespace is known by the name the target's spec
+            # gave it ("" = the pod's)
             spec = json.loads((target.bundle_dir / "config.json").read_text())
             named = [n for n in spec["linux"]["namespaces"] if n["type"] == "pid"]
             return str(named[0].get("path", "")) if named else ""
@@ -377,7 +376,7 @@ class ContainerService:
                 await runtime.kill(rec.id, int(signal.SIGKILL), all_processes=True)
             if rec.conmon_pid and runtime.monitor_alive(rec.id, rec.conmon_pid):
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(exits.wait_pid_exit(rec.conmon_pid), 10.0)
+                    await asyncio.wait_for(runtime.wait_exit(rec.id, rec.conmon_pid), 10.0)
         await self.exits.forget(rec.id)
         rec = self.store.current(rec.id) or rec
         if not rec.deleted:

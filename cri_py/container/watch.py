@@ -19,7 +19,6 @@ from cri_py.container.model import ContainerRecord
 from cri_py.container.state import ContainerState, exit_reason
 from cri_py.container.store import ContainerStore
 from cri_py.errors import NotFound
-from cri_py.oci import exits
 from cri_py.oci.registry import RuntimeSet
 from cri_py.tasks import TaskOwner
 
@@ -73,7 +72,9 @@ class ExitWatcher:
             future.set_result(None)
 
     async def _wait_exit(self, cid: str, conmon_pid: int) -> None:
-        await exits.wait_pid_exit(conmon_pid)
+        rec = self._store.current(cid)
+        if rec is not None:
+            await self._runtimes.get(rec.runtime_handler).wait_exit(cid, conmon_pid)
         await self.record_exit(cid)
 
     async def record_exit(self, cid: str) -> None:

@@ -93,6 +93,10 @@ class ContainerRuntime(Protocol):
         """Forget the container (its cgroup too); gone already is fine."""
         ...
 
+    async def wait_exit(self, cid: str, monitor_pid: int) -> None:
+        """Until the container has exited and exit_status knows how (or its monitor is gone)."""
+        ...
+
     def exit_status(self, cid: str, persist_dir: Path) -> ExitInfo | None:
         """What the monitor recorded of the container's exit; None if nothing (yet)."""
         ...

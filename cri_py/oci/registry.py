@@ -1,10 +1,9 @@
 """The configured runtime handlers, each as a `ContainerRuntime`, looked up by CRI handler name.
 
 The handler's `type` picks the implementation: `oci` is `OciRuntime` (a runc-compatible
-binary under conmon), `gvisor` is `GvisorRuntime` (runsc, a pod one sandbox), `vm` is still
-`OciRuntime` with the pod one VM (Kata's OCI command line). A VM runtime that speaks another
-protocol (containerd's shim v2, as kata's shim does) is a new entry here, written against
-`ContainerRuntime`.
+binary under conmon), `gvisor` is `GvisorRuntime` (runsc, a pod one sandbox), `vm` is
+`ShimRuntime` (cri_py/shim: a containerd shim v2 binary such as Kata's
+containerd-shim-kata-v2, a pod one VM).
 """
 
 from __future__ import annotations
@@ -48,7 +47,13 @@ def _gvisor(handler: RuntimeHandler, config: Config, events: EventBus | None) ->
     )
 
 
-IMPLEMENTATIONS: dict[str, RuntimeFactory] = {"oci": _oci, "gvisor": _gvisor, "vm": _oci}
+def _vm(handler: RuntimeHandler, config: Config, events: EventBus | None) -> ContainerRuntime:
+    from cri_py.shim.runtime import ShimRuntime
+
+    return ShimRuntime(handler, run_dir=config.run_dir, cgroup_driver=config.cgroup_driver, events=events)
+
+
+IMPLEMENTATIONS: dict[str, RuntimeFactory] = {"oci": _oci, "gvisor": _gvisor, "vm": _vm}
 
 
 class RuntimeSet:

@@ -203,6 +203,10 @@ class OciRuntime:
         with contextlib.suppress(NotFound):
             await self._runtime(*args, cid)
 
+    async def wait_exit(self, cid: str, monitor_pid: int) -> None:
+        # conmon writes the exit file and exits: its exit is the container's
+        await exits.wait_pid_exit(monitor_pid)
+
     def exit_status(self, cid: str, persist_dir: Path) -> ExitInfo | None:
         return exits.read_exit(self.exit_file(cid), persist_dir / "oom")
 

@@ -43,7 +43,13 @@ class PodContext:
     shm_path: Path | None
     sysctls: dict[str, str] = field(default_factory=dict)
     privileged: bool = False
-    sandboxed_runtime: bool = False
+    # the pod is one sandbox of its runtime's own kernel: "gvisor" (runsc) or "vm" (a shim v2
+    # VM runtime); "" = the pod's namespaces are the host's, shared by its containers
+    sandbox: str = ""
+
+    @property
+    def sandboxed_runtime(self) -> bool:
+        return bool(self.sandbox)
 
 
 @dataclass(frozen=True)
@@ -265,7 +271,7 @@ def container_spec(
         process["user"]["username"] = user.username
 
     pid_mode = sc.namespace_options.pid
-    if pod.sandboxed_runtime:
+    if pod.sandbox == "gvisor":
         pid_ns = _sandbox_pid_namespace(pid_mode, pod, cid, target_pid_path)
     else:
         pid_ns = _pid_namespace(pid_mode, pod, target_pid_path)
@@ -280,7 +286,9 @@ def container_spec(
     resources = oci_resources(linux.resources if linux.HasField("resources") else None, host.hugetlb)
     resources["devices"] = [{"allow": privileged, "access": "rwm"}]
     # a privileged container gets the host's device nodes, then those the request names
-    devices = host_devices() if privileged else []
+    # (not into a VM: its shim would try to pass every host device through, as CRI-O's and
+    # containerd's privileged_without_host_devices for Kata avoid)
+    devices = host_devices() if privileged and pod.sandbox != "vm" else []
     for dev in config.devices:
         devices = [d for d in devices if d["path"] != (dev.container_path or dev.host_path)]
         devices.append(device_entry(dev.host_path, dev.container_path))
@@ -353,7 +361,7 @@ def sandbox_pid_namespace_name(pod: PodContext, cid: str) -> str:
 def _sandbox_pid_namespace(
     mode: int, pod: PodContext, cid: str, target_pid_path: str | None
 ) -> dict[str, Any] | None:
-    """The container's PID namespace inside the pod's sandbox: the sandbox's root namespace
+    """The container's PID namespace inside the pod's gVisor sandbox: the sandbox's root namespace
     (None), where the infra process is pid 1, when the pod shares one; else a new one named
     after the container, or the target container's."""
     if mode == api_pb2.NODE:
@@ -379,7 +387,7 @@ def infra_spec(
     """The pause process: catatonit in pause mode, holding the pod's PID namespace (and, for
     sandboxed runtimes, the sandbox itself)."""
     caps: list[str] = []
-    if pod.sandboxed_runtime and "CAP_NET_BIND_SERVICE" in host.capabilities:
+    if pod.sandbox == "gvisor" and "CAP_NET_BIND_SERVICE" in host.capabilities:
         # a gVisor sandbox on the node's network stack (runsc --network=host) binds its
         # containers' sockets itself, with the capabilities runsc gives it from this process's:
         # without this one no container of the pod could listen on a port below 1024

@@ -8,7 +8,8 @@ from cri_py.oci.spec import PodContext
 from cri_py.pod.model import SandboxRecord
 
 
-def pod_context(pod: SandboxRecord, sandboxed_runtime: bool) -> PodContext:
+def pod_context(pod: SandboxRecord, sandbox: str) -> PodContext:
+    """`sandbox`: the handler type of a runtime whose pod is one sandbox ("gvisor", "vm"), or ""."""
     cfg = pod.config()
     d = pod.dir
     return PodContext(
@@ -26,5 +27,5 @@ def pod_context(pod: SandboxRecord, sandboxed_runtime: bool) -> PodContext:
         shm_path=Path(pod.shm_path) if pod.shm_path else None,
         sysctls=dict(cfg.linux.sysctls),
         privileged=cfg.linux.security_context.privileged,
-        sandboxed_runtime=sandboxed_runtime,
+        sandbox=sandbox,
     )

@@ -283,7 +283,7 @@ class PodService:
     async def _start_infra(self, pod: SandboxRecord, runtime: ContainerRuntime) -> int:
         bundle = self.infra_bundle(pod)
         spec = infra_spec(
-            pod=pod_context(pod, runtime.is_sandboxed),
+            pod=pod_context(pod, runtime.handler.type if runtime.is_sandboxed else ""),
             rootfs=self.pause_rootfs,
             catatonit=self.config.catatonit,
             host=self.host,
@@ -338,9 +338,10 @@ class PodService:
         if exits.same_process(pod.infra_pid, pod.infra_start_time):
             with contextlib.suppress(Exception):
                 await runtime.kill(pod.id, 9)
-            # a kill the runtime could not deliver is still bounded: delete --force kills too
+            # a kill the runtime could not deliver is still bounded: delete --force kills too.
+            # (The runtime knows when: a VM's sandbox task ends before its hypervisor does.)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(exits.wait_pid_exit(pod.infra_pid), INFRA_EXIT_TIMEOUT)
+                await asyncio.wait_for(runtime.wait_exit(pod.id, pod.infra_pid), INFRA_EXIT_TIMEOUT)
         await runtime.delete(pod.id, force=True)
 
     # ---- RemovePodSandbox --------------------------------------------------------------

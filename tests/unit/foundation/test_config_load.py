@@ -18,7 +18,7 @@ def write(path: Path, text: str) -> Path:
 def test_defaults_ship_runc_crun_runsc(tmp_path: Path) -> None:
     config = load_config(write(tmp_path / "c.yaml", ""))
     assert config.default_runtime == "runc"
-    assert {"runc", "crun", "runsc", "kata-runtime"} <= set(config.runtimes)
+    assert {"runc", "crun", "runsc", "kata"} <= set(config.runtimes)
     assert config.runtimes["runsc"].type == "gvisor"
     assert config.runtimes["runsc"].sandbox_pids
     assert config.socket_path == Path("/run/cri-py/cri-py.sock")
@@ -75,9 +75,9 @@ def test_error_in_dropin_names_the_dropin(tmp_path: Path) -> None:
 
 def test_optional_runtime_may_be_missing(tmp_path: Path) -> None:
     config = load_config(
-        write(tmp_path / "c.yaml", "runtimes:\n  kata-runtime: {path: /nope/kata, optional: true}\n")
+        write(tmp_path / "c.yaml", "runtimes:\n  kata: {path: /nope/kata, type: vm, optional: true}\n")
     )
-    assert config.runtimes["kata-runtime"].path == Path("/nope/kata")
+    assert config.runtimes["kata"].path == Path("/nope/kata")
 
 
 def test_missing_named_config_file_is_an_error(tmp_path: Path) -> None:

@@ -289,7 +289,7 @@ def test_pid_namespaces_inside_a_sandbox(tmp_path: Path) -> None:
 
     def pid_entries(mode: int, target: str | None = None) -> list[dict[str, str]]:
         base = tmp_path / str(next(calls))
-        spec = _spec_with(base, mode, target, sandboxed_runtime=True, pid_path="/proc/7/ns/pid")
+        spec = _spec_with(base, mode, target, sandbox="gvisor", pid_path="/proc/7/ns/pid")
         return [n for n in spec["linux"]["namespaces"] if n["type"] == "pid"]
 
     # the pod's: the sandbox's root namespace, whose pid 1 is the infra process
@@ -305,13 +305,24 @@ def test_pid_namespaces_inside_a_sandbox(tmp_path: Path) -> None:
         pid_entries(api_pb2.NODE)
 
 
+def test_a_vm_pod_shares_its_pid_namespace_as_runc_does_and_gets_no_host_devices(tmp_path: Path) -> None:
+    cfg = api_pb2.ContainerConfig(command=["/x"])
+    cfg.linux.security_context.privileged = True
+    spec = _spec(tmp_path / "vm", cfg, sandbox="vm", privileged=True, pid_path="/proc/7/ns/pid")
+    # POD mode (0): the infra process's namespace by path, which a VM shim reads as "share"
+    assert {"type": "pid", "path": "/proc/7/ns/pid"} in spec["linux"]["namespaces"]
+    assert "devices" not in spec["linux"]
+    runc = _spec(tmp_path / "runc", cfg, privileged=True, pid_path="/proc/7/ns/pid")
+    assert runc["linux"]["devices"]
+
+
 def test_every_container_names_its_pod_sandbox(tmp_path: Path) -> None:
-    for sandboxed in (False, True):
-        spec = _spec_with(tmp_path / str(sandboxed), api_pb2.POD, sandboxed_runtime=sandboxed)
+    for sandbox in ("", "gvisor", "vm"):
+        spec = _spec_with(tmp_path / (sandbox or "none"), api_pb2.POD, sandbox=sandbox)
         assert spec["annotations"]["io.kubernetes.cri.container-type"] == "container"
         assert spec["annotations"]["io.kubernetes.cri.sandbox-id"] == "p" * 64
     infra = infra_spec(
-        pod=_pod(tmp_path, sandboxed_runtime=True),
+        pod=_pod(tmp_path, sandbox="gvisor"),
         rootfs=tmp_path,
         catatonit=Path("/usr/bin/catatonit"),
         host=HostFacts("cgroupfs", 0),
@@ -327,12 +338,14 @@ def test_a_sandbox_neither_propagates_mounts_back_nor_lacks_its_bind_capability(
     cfg.mounts.add(container_path="/v", host_path=str(source), propagation=api_pb2.PROPAGATION_BIDIRECTIONAL)
     assert _spec(tmp_path / "runc", cfg)["linux"]["rootfsPropagation"] == "rshared"
     with pytest.raises(InvalidArgument, match="propagate"):
-        _spec(tmp_path / "gvisor", cfg, sandboxed_runtime=True)
+        _spec(tmp_path / "gvisor", cfg, sandbox="gvisor")
+    with pytest.raises(InvalidArgument, match="propagate"):
+        _spec(tmp_path / "vm", cfg, sandbox="vm")
     # the infra process of a sandbox lends it the right to bind ports below 1024
     host = HostFacts("cgroupfs", 0)
     plain = infra_spec(pod=_pod(tmp_path), rootfs=tmp_path, catatonit=Path("/c"), host=host)
     sandbox = infra_spec(
-        pod=_pod(tmp_path, sandboxed_runtime=True), rootfs=tmp_path, catatonit=Path("/c"), host=host
+        pod=_pod(tmp_path, sandbox="gvisor"), rootfs=tmp_path, catatonit=Path("/c"), host=host
     )
     assert plain["process"]["capabilities"]["bounding"] == []
     assert sandbox["process"]["capabilities"]["bounding"] == ["CAP_NET_BIND_SERVICE"]
