@@ -14,6 +14,7 @@ from cri_py.oci import security
 from cri_py.oci.cgroups import clamp_oom_score_adj, container_cgroups_path, oci_resources
 from cri_py.oci.devices import device_entry, host_devices
 from cri_py.oci.users import resolve_user
+from cri_py.validate.paths import resolve_beneath
 
 OCI_VERSION = "1.0.2"
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -317,6 +318,10 @@ def container_spec(
     if not privileged:
         linux_spec["maskedPaths"] = list(sc.masked_paths) or list(security.DEFAULT_MASKED_PATHS)
         linux_spec["readonlyPaths"] = list(sc.readonly_paths) or list(security.DEFAULT_READONLY_PATHS)
+        if pod.sandbox == "gvisor":
+            mounts += _gvisor_path_mounts(
+                rootfs, linux_spec["maskedPaths"], linux_spec["readonlyPaths"], mounts
+            )
         seccomp = _seccomp(sc.seccomp if sc.HasField("seccomp") else None, sc.seccomp_profile_path, caps)
         if seccomp is not None:
             linux_spec["seccomp"] = seccomp
@@ -334,6 +339,42 @@ def container_spec(
         "annotations": annotations,
         "linux": linux_spec,
     }
+
+
+def _gvisor_path_mounts(
+    rootfs: Path, masked: list[str], readonly: list[str], mounts: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """runsc ignores maskedPaths and readonlyPaths (google/gvisor#9245): in the container's
+    own files they become mounts, as runc makes them (a masked file under /dev/null, a masked
+    directory under an empty read-only tmpfs, a read-only path bound read-only onto itself).
+    /proc and /sys are gVisor's own there, with nothing of the host's to hide; a path that is
+    absent, or lies in another mount, is left alone (runc skips the absent ones too)."""
+    taken = [m["destination"] for m in mounts]
+
+    def in_rootfs(path: str) -> Path | None:
+        if path.split("/")[1:2] in (["proc"], ["sys"]) or any(
+            path == d or path.startswith(d.rstrip("/") + "/") or d.startswith(path.rstrip("/") + "/")
+            for d in taken
+        ):
+            return None
+        try:
+            found = resolve_beneath(rootfs, path, field="path", container_root=True)
+        except InvalidArgument:
+            return None
+        return found if found.exists() else None
+
+    out = []
+    for path in masked:
+        host = in_rootfs(path)
+        if host is not None and host.is_dir():
+            out.append(_mount(path, "tmpfs", "tmpfs", ["ro", "nosuid", "nodev", "noexec"]))
+        elif host is not None:
+            out.append(_mount(path, "bind", "/dev/null", ["rbind", "rprivate", "ro"]))
+    for path in readonly:
+        host = in_rootfs(path)
+        if host is not None:
+            out.append(_mount(path, "bind", str(host), ["rbind", "rprivate", "ro"]))
+    return out
 
 
 def _pid_namespace(mode: int, pod: PodContext, target_pid_path: str | None) -> dict[str, Any] | None:

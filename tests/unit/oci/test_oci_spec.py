@@ -316,6 +316,58 @@ def test_a_vm_pod_shares_its_pid_namespace_as_runc_does_and_gets_no_host_devices
     assert runc["linux"]["devices"]
 
 
+def test_gvisor_masks_and_protects_the_containers_own_paths_with_mounts(tmp_path: Path) -> None:
+    cfg = api_pb2.ContainerConfig(command=["/x"])
+    cfg.linux.security_context.masked_paths.extend(
+        ["/bin/ls", "/etc/secret", "/proc/kcore", "/gone", "/etc/hosts"]
+    )
+    cfg.linux.security_context.readonly_paths.extend(["/tmp", "/proc/sys", "/sneaky"])
+    root = tmp_path / "rootfs"
+    for d in ("bin", "etc/secret", "tmp"):
+        (root / d).mkdir(parents=True, exist_ok=True)
+    (root / "bin/ls").write_text("")
+    (root / "sneaky").symlink_to("/etc/../../../../outside")  # resolved inside the rootfs: absent
+
+    def extra(sandbox: str) -> list[dict[str, object]]:
+        spec = container_spec(
+            cid=CID,
+            config=cfg,
+            image_config={"config": {}},
+            rootfs=root,
+            pod=_pod(tmp_path, sandbox=sandbox),
+            host=HostFacts("cgroupfs", 0),
+        )
+        base = {
+            m["destination"]
+            for m in _spec(tmp_path / f"base-{sandbox or 'runc'}", api_pb2.ContainerConfig(command=["/x"]))[
+                "mounts"
+            ]
+        }
+        return [m for m in spec["mounts"] if m["destination"] not in base]
+
+    assert extra("") == []  # runc applies maskedPaths and readonlyPaths itself
+    assert extra("gvisor") == [
+        {
+            "destination": "/bin/ls",
+            "type": "bind",
+            "source": "/dev/null",
+            "options": ["rbind", "rprivate", "ro"],
+        },
+        {
+            "destination": "/etc/secret",
+            "type": "tmpfs",
+            "source": "tmpfs",
+            "options": ["ro", "nosuid", "nodev", "noexec"],
+        },
+        {
+            "destination": "/tmp",
+            "type": "bind",
+            "source": str(root / "tmp"),
+            "options": ["rbind", "rprivate", "ro"],
+        },
+    ]
+
+
 def test_every_container_names_its_pod_sandbox(tmp_path: Path) -> None:
     for sandbox in ("", "gvisor", "vm"):
         spec = _spec_with(tmp_path / (sandbox or "none"), api_pb2.POD, sandbox=sandbox)
