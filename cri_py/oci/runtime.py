@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from cri_py.config.model import RuntimeHandler
 from cri_py.errors import Internal, NotFound
 from cri_py.oci import conmon as monitor
-from cri_py.oci import exits, features
+from cri_py.oci import exec_fifo, exits, features
 from cri_py.oci.attach import AttachConnection
 from cri_py.oci.cgroups import CgroupUsage, cgroup_relpath, read_usage
 from cri_py.oci.exec import ExecProcess, ExecRuntime, exec_sync
@@ -188,6 +188,12 @@ class OciRuntime:
         return int(pid_file.read_text().strip())
 
     async def start(self, cid: str) -> None:
+        state_dir = self.root / cid
+        if exec_fifo.fifo_of(state_dir) is not None:
+            # runc's own start without its process: see oci/exec_fifo.py
+            with self._timed("start"):
+                if await exec_fifo.release(state_dir):
+                    return
         await self._runtime("start", cid)
 
     async def kill(self, cid: str, signal: int, *, all_processes: bool = False) -> None:
