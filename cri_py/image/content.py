@@ -150,16 +150,30 @@ class ContentStore:
         return self.layer_dir(chain_id)
 
     def delete_layer(self, chain_id: str) -> None:
+        doomed = self.retire_layer(chain_id)
+        if doomed is not None:
+            _remove(doomed)
+
+    def retire_layer(self, chain_id: str) -> Path | None:
+        """Take a layer out of the store at once: its link goes and its directory is renamed to
+        a temporary, so a half-deleted layer is never mistaken for a complete one. The caller
+        deletes the returned directory (`remove_retired`), or the next start does."""
         self.layer_link(chain_id).unlink(missing_ok=True)
         final = self.layers_dir / _hex(chain_id)
-        if final.exists():
-            # rename first so a half-deleted layer is never mistaken for a complete one
-            doomed = Path(tempfile.mkdtemp(dir=self.layers_dir, prefix=_TMP_PREFIX))
-            os.rename(final, doomed / "x")
-            _remove(doomed)
+        if not final.exists():
+            return None
+        doomed = Path(tempfile.mkdtemp(dir=self.layers_dir, prefix=_TMP_PREFIX))
+        os.rename(final, doomed / "x")
+        return doomed
 
     def layer_ids(self) -> list[str]:
         return ["sha256:" + p.name for p in self.layers_dir.iterdir() if not p.name.startswith(_TMP_PREFIX)]
+
+
+def remove_retired(paths: Iterable[Path]) -> None:
+    """Delete the directories `retire_layer` left (blocking: a thread's work)."""
+    for path in paths:
+        _remove(path)
 
 
 def _remove(path: Path) -> None:
