@@ -14,7 +14,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[2]
 PAGE = REPO / "docs" / "benchmarks.md"
 NOTES_FILE = REPO / "hack" / "benchlib" / "notes.md"
-MODES = ("compare", "node", "critest")
+MODES = ("rounds", "compare", "node", "critest")
 
 INTRO = """# Benchmarks: cri-py against containerd 2.x and CRI-O 1.36
 

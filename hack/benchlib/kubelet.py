@@ -86,12 +86,10 @@ def deployments(args: argparse.Namespace, runtimes: list[str]) -> dict[str, Any]
     return results
 
 
-def render(result: dict[str, Any] | None) -> tuple[list[str], list[str]]:
-    if not result:
-        return [], []
-    if "skipped" in result:
-        line = f"Deployment through the real kubelet: not measured ({result['skipped']})."
-        return [line], [line]
+def rows(result: dict[str, Any] | None) -> list[report.Row]:
+    """Median seconds of the rounds per runtime (each round's in the detail)."""
+    if not result or "skipped" in result:
+        return []
     per = result["runtimes"]
     names = list(per)
     rows = []
@@ -111,23 +109,35 @@ def render(result: dict[str, Any] | None) -> tuple[list[str], list[str]]:
         row["no_target"] = True
         report.add_ratios(row, names)
         rows.append(row)
+    return rows
+
+
+def render(result: dict[str, Any] | None) -> tuple[list[str], list[str]]:
+    if not result:
+        return [], []
+    if "skipped" in result:
+        line = f"Deployment through the real kubelet: not measured ({result['skipped']})."
+        return [line], [line]
+    per = result["runtimes"]
+    names = list(per)
+    table = rows(result)
     versions = ", ".join(f"{n}: {per[n].get('version', '?')}" for n in names)
     intro = (
         f"Through the real kubelet (hack/node, one node per runtime, one after the other; {versions}): median of "
         f"{result['rounds']} rounds, each round's seconds in the detail table; no target is set on these."
     )
     loads = "; ".join(f"{n} " + "/".join(str(r["loadavg"]) for r in per[n].get("rounds", [])) for n in names)
-    text = [intro, *report.table_lines(rows, names, markdown=False, floors=False)]
+    text = [intro, *report.table_lines(table, names, markdown=False, floors=False)]
     md = [
         "### Deployment through the real kubelet",
         "",
         intro + f" Load average (1 min) before each round: {loads}.",
         "",
-        *report.table_lines(rows, names, markdown=True, floors=False),
+        *report.table_lines(table, names, markdown=True, floors=False),
         "",
         "Each round in seconds:",
         "",
-        *report.detail_lines(rows, names),
+        *report.detail_lines(table, names),
     ]
     errors = [f"{n}: {per[n]['error']}" for n in names if per[n].get("error")]
     if errors:

@@ -8,6 +8,7 @@
     hack/bench --endpoint unix:///run/x.sock --busybox-image REF [--big-image REF]
                [--daemon-pid PID --monitor-marker DIR]
     hack/bench --render bench-results/latest.json [--write-docs]
+    hack/bench --rounds bench-results/compare-*.json ... [--write-docs]   medians of several runs
 
 --compare starts a local test registry (hack/test-registry, images from hack/build-test-images),
 cri-py (.venv/bin/cri-py serve with a temp config), containerd 2.x and CRI-O (built by
@@ -18,7 +19,8 @@ and the floor, prints one table (every ratio against each peer and the best of t
 JSON + Markdown to bench-results/. --node measures the three at kubelet's 110 pods: memory, List
 and status latencies, the daemons' CPU under a kubelet-shaped polling load, and (with hack/node)
 a Deployment through the real kubelet. --critest runs cri-tools' `critest -benchmark` against
-each. Everything a run made is removed at the end, also after a failure or SIGTERM.
+each. --rounds puts saved runs side by side: each target's ratio per round and their median (one
+run's ratio near a target flips with this shared machine's load). Everything a run made is removed at the end, also after a failure or SIGTERM.
 """
 
 from __future__ import annotations
@@ -78,6 +80,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     mode.add_argument("--endpoint", help="measure one running CRI endpoint (unix:///path)")
     mode.add_argument(
         "--render", type=Path, help="print (and with --write-docs publish) a saved result JSON again"
+    )
+    mode.add_argument(
+        "--rounds",
+        type=Path,
+        nargs="+",
+        help="saved results of several runs: each measure's ratio per round and the median",
     )
     mode.add_argument(
         "--spans",
@@ -299,7 +307,7 @@ def main(argv: list[str]) -> int:
     args = parse_args(argv)
     # SIGTERM unwinds like Ctrl-C, so the finally blocks remove daemons, mounts, rules and bridges
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
-    if os.geteuid() != 0 and not args.render:
+    if os.geteuid() != 0 and not (args.render or args.rounds):
         log("hack/bench needs root (runtimes, mounts, netns, iptables)")
         return 2
     if args.spans:
@@ -308,6 +316,21 @@ def main(argv: list[str]) -> int:
         from benchlib import memprofile
 
         return memprofile.run(args)
+    if args.rounds:
+        from benchlib import rounds
+
+        results = [json.loads(path.read_text()) for path in args.rounds]
+        print("\n".join(rounds.render(results, markdown=False)))
+        if args.write_docs:
+            md = [
+                "## Rounds: every target as the median of the rounds' ratios",
+                "",
+                rounds.INTRO,
+                "",
+                *rounds.render(results, markdown=True),
+            ]
+            log(f"wrote {docs.write_section('rounds', md)}")
+        return 0
     if args.render:
         result = json.loads(args.render.read_text())
         text, md = render(result)
