@@ -34,6 +34,7 @@ hack/peers/build                          # containerd 2.x and CRI-O into /var/c
 hack/bench --compare --write-docs         # as root; ~6 min here (make bench: the same without docs)
 hack/bench --node --write-docs            # 110 pods each, 2 min polling each, kubelet Deployment: ~20 min
 hack/bench --critest --write-docs         # critest -benchmark against each runtime
+hack/bench --rounds bench-results/{compare,node,critest}-*.json --write-docs   # medians of the rounds
 hack/bench --spans --n 20                 # cri-py's RPCs broken down (subprocesses, threads, loop stalls)
 hack/bench --compare --profile            # cri-py under py-spy record (pip install py-spy into .venv)
 hack/bench --endpoint unix:///run/x.sock --busybox-image REF   # any running CRI endpoint

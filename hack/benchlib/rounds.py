@@ -127,10 +127,9 @@ def render(results: list[dict[str, Any]], markdown: bool) -> list[str]:
     out: list[str] = []
     for mode, runs in by_mode.items():
         names, lines = summarize(runs)
-        commits = sorted({r.get("commit", "?") for r in runs})
-        loads = "; ".join(
-            f"r{i + 1} {r['started'][11:16]} {'/'.join(r.get('loadavg_start', [])[:1])}→"
-            f"{'/'.join(r.get('loadavg_end', [])[:1])}"
+        rounds = "; ".join(
+            f"r{i + 1} {r['started'][11:16]} at {r.get('commit', '?')}, load "
+            f"{'/'.join(r.get('loadavg_start', [])[:1])}→{'/'.join(r.get('loadavg_end', [])[:1])}"
             for i, r in enumerate(runs)
         )
         header = [
@@ -162,7 +161,9 @@ def render(results: list[dict[str, Any]], markdown: bool) -> list[str]:
                     f"{line['rounds_met']}/{line['rounds_judged']}" if line["rounds_judged"] else "",
                 ]
             )
-        title = f"{mode}: {len(runs)} rounds at cri-py {', '.join(commits)}; load average (1 min) at start→end: {loads}"
+        title = (
+            f"{mode}, {len(runs)} rounds (UTC start, cri-py commit, load average 1 min start→end): {rounds}"
+        )
         out += [f"### {title}" if markdown else title, ""]
         out += report.render_table(header, body, markdown)
         out.append("")
