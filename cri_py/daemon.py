@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 
+from cri_py import failpoints
 from cri_py.config import Config, ConfigError, load_config
 from cri_py.events import EventBus
 from cri_py.logs import set_level
@@ -82,6 +83,13 @@ class Daemon:
     async def start(self) -> None:
         """Lock the root, open the store, build the services and recover what a previous run left."""
         config = self.config
+        if failpoints.unknown():
+            raise DaemonError(f"{failpoints.ENV} names unknown failpoints: {', '.join(failpoints.unknown())}")
+        if failpoints.ARMED:
+            log.warning(
+                "failpoints armed: the daemon kills itself at them",
+                extra={"failpoints": ",".join(sorted(failpoints.ARMED))},
+            )
         for directory in (config.root, config.run_dir):
             directory.mkdir(parents=True, exist_ok=True)
         # before anything else touches the root: a second daemon must change nothing

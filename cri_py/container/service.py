@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from cri_py import failpoints
 from cri_py.api import api_pb2
 from cri_py.config.model import Config
 from cri_py.container.image_volumes import ImageVolumes
@@ -226,6 +227,7 @@ class ContainerService:
                 ),
             )
             marks.append(time.perf_counter())
+            failpoints.hit(failpoints.CONTAINER_CREATED_BEFORE_SAVED)
             if self.pods.current(pod_id) is None:
                 # RemovePodSandbox ran meanwhile and could not see this container yet
                 raise NotFound(f"pod sandbox {pod_id} was removed during CreateContainer")
@@ -382,6 +384,7 @@ class ContainerService:
         if not rec.deleted:
             with contextlib.suppress(Exception):
                 await runtime.delete(rec.id, force=True)
+        failpoints.hit(failpoints.CONTAINER_REMOVE_MIDWAY)
         await asyncio.to_thread(self._remove_files, rec, runtime)
         self.store.delete(rec)
         self._inflight.forget(rec.id)

@@ -26,6 +26,7 @@ from collections.abc import Awaitable, Coroutine
 from pathlib import Path
 from typing import Any, Protocol
 
+from cri_py import failpoints
 from cri_py.api import api_pb2
 from cri_py.config.model import Config
 from cri_py.errors import AlreadyExists, InvalidArgument
@@ -189,6 +190,7 @@ class PodService:
                 infra=runtime.is_sandboxed or (shares_pid and not host_pid),
             )
         )
+        failpoints.hit(failpoints.POD_SAVED_BEFORE_NETNS)
         async with self._locks.hold(pod_id):
             try:
                 pod = await self._bring_up(pod, config, runtime, host_net)
@@ -234,6 +236,7 @@ class PodService:
             await _all_or_cancel(work)
         ready: dict[str, Any] = {}
         if network is not None:
+            failpoints.hit(failpoints.POD_NETWORK_ADDED_BEFORE_READY)
             ready.update(ip=network.ip, additional_ips=tuple(network.additional_ips), network_ready=True)
             if network.ip:
                 hosts = files.hosts_text(pod.hostname, network.ip, host_net)
@@ -329,6 +332,7 @@ class PodService:
             await self._stop_infra(pod)
             if pod.netns_path and pod.network_ready:
                 await self.network.teardown(pod.id, Path(pod.netns_path))
+                failpoints.hit(failpoints.POD_STOP_AFTER_CNI_DEL)
             self.store.transition(pod, SandboxState.NOTREADY, network_ready=False)
 
     async def _stop_infra(self, pod: SandboxRecord) -> None:

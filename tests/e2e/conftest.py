@@ -80,11 +80,12 @@ def pod_network_guard() -> Iterator[None]:
 
 @pytest.fixture
 def cri_factory() -> Iterator[Any]:
-    """Start daemons with config overrides: `cri_factory({"log_size_max": 1024})`."""
+    """Start daemons with config overrides: `cri_factory({"log_size_max": 1024})`, and
+    environment variables: `cri_factory(env={"CRI_PY_FAILPOINTS": "..."})`."""
     stack: list[Any] = []
 
-    def start(overrides: dict[str, Any] | None = None) -> Daemon:
-        manager = running_daemon(overrides)
+    def start(overrides: dict[str, Any] | None = None, env: dict[str, str] | None = None) -> Daemon:
+        manager = running_daemon(overrides, env=env)
         daemon = manager.__enter__()
         stack.append(manager)
         return daemon

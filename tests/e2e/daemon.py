@@ -75,6 +75,8 @@ class Daemon:
     image: Any = None
     starts: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+    # added to the daemon's environment at each start (CRI_PY_FAILPOINTS, say)
+    env: dict[str, str] = field(default_factory=dict)
 
     @property
     def socket(self) -> Path:
@@ -104,6 +106,7 @@ class Daemon:
             stdin=subprocess.DEVNULL,
             cwd=REPO,
             start_new_session=True,
+            env={**os.environ, **self.env},
         )
         log.close()
         self.starts += 1
@@ -320,12 +323,14 @@ def force_clean(workdir: Path, networks: set[str] | None = None) -> None:
 
 
 @contextlib.contextmanager
-def running_daemon(overrides: dict[str, Any] | None = None, base: Path | None = None) -> Iterator[Daemon]:
+def running_daemon(
+    overrides: dict[str, Any] | None = None, base: Path | None = None, env: dict[str, str] | None = None
+) -> Iterator[Daemon]:
     workdir = Path(tempfile.mkdtemp(prefix="cripy-", dir=base or "/tmp"))
     config = make_config(workdir, overrides)
     config_path = workdir / "cri-py.yaml"
     config_path.write_text(yaml.safe_dump(config))
-    daemon = Daemon(workdir=workdir, config_path=config_path, config=config)
+    daemon = Daemon(workdir=workdir, config_path=config_path, config=config, env=dict(env or {}))
     conf_dir = Path(config["cni"]["conf_dir"])
     networks = conf_network_names(conf_dir)
     try:
@@ -335,7 +340,8 @@ def running_daemon(overrides: dict[str, Any] | None = None, base: Path | None = 
         networks |= conf_network_names(conf_dir)  # also confs the test wrote meanwhile
         problems: list[str] = []
         try:
-            if daemon.proc is None:
+            if daemon.proc is None or daemon.proc.poll() is not None:
+                daemon.env.pop("CRI_PY_FAILPOINTS", None)  # cleaning up must not hit one again
                 with contextlib.suppress(RuntimeError):
                     daemon.start()
             if daemon.proc is not None:
