@@ -48,6 +48,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     heap.limit_arenas()  # before gRPC and the executors start their threads
     from cri_py.daemon import Daemon, DaemonError
+    from cri_py.store import DatabaseUnusable
 
     config, overrides = _load(args)
     _policy_summary(config)  # an unusable policy stops the start before anything is touched
@@ -55,7 +56,7 @@ def _serve(args: argparse.Namespace) -> int:
     daemon = Daemon(config, args.config, overrides)
     try:
         asyncio.run(daemon.serve())
-    except DaemonError as exc:
+    except (DaemonError, DatabaseUnusable) as exc:
         print(f"cri-py: {exc}", file=sys.stderr)
         return 1
     return 0

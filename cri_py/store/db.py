@@ -35,16 +35,51 @@ class Transaction:
         self._after_commit.append(action)
 
 
+class DatabaseUnusable(Exception):
+    """The database file cannot be used as it is: damaged, not a database, or locked by
+    another process. Nothing was written to it."""
+
+
+# how long opening waits for another process's write lock before it says so
+OPEN_LOCK_WAIT_S = 5.0
+# how long a write waits for the lock once the daemon runs (only its own threads write)
+BUSY_TIMEOUT_S = 30.0
+
+
 class Database:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._lock = threading.RLock()
-        self._conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=30.0)
-        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn = sqlite3.connect(
+            str(path), isolation_level=None, check_same_thread=False, timeout=OPEN_LOCK_WAIT_S
+        )
+        try:
+            self._check_usable()
+            self._conn.execute("PRAGMA journal_mode=WAL")
+        except sqlite3.DatabaseError as exc:
+            self._conn.close()
+            raise DatabaseUnusable(_explain(path, exc)) from exc
+        except DatabaseUnusable:
+            self._conn.close()
+            raise
+        self._conn.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
         self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.execute("PRAGMA foreign_keys=ON")
         self._tx: Transaction | None = None
+
+    def _check_usable(self) -> None:
+        """Reads only: a damaged or foreign file is reported before anything is written to it,
+        and a file another process is writing is not touched."""
+        problems = [str(row[0]) for row in self._conn.execute("PRAGMA quick_check(5)").fetchall()]
+        if problems != ["ok"]:
+            raise DatabaseUnusable(
+                f"{self.path} is damaged ({'; '.join(problems)}); cri-py leaves it as it is: "
+                "restore it from a backup, or move it away to start with an empty store"
+            )
+        # the write lock, taken and given back at once: nobody else may hold it
+        self._conn.execute("BEGIN IMMEDIATE")
+        self._conn.execute("ROLLBACK")
 
     @contextmanager
     def transaction(self) -> Iterator[Transaction]:
@@ -82,3 +117,16 @@ class Database:
                 self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             finally:
                 self._conn.close()
+
+
+def _explain(path: Path, exc: sqlite3.DatabaseError) -> str:
+    text = str(exc)
+    if "locked" in text or "busy" in text:
+        return (
+            f"{path} is locked by another process ({text}, waited {OPEN_LOCK_WAIT_S:g} s); "
+            "cri-py changes nothing until it is free"
+        )
+    return (
+        f"{path} cannot be used ({text}); cri-py leaves it as it is: "
+        "restore it from a backup, or move it away to start with an empty store"
+    )
