@@ -29,7 +29,7 @@ from typing import Any, Protocol
 from cri_py import failpoints
 from cri_py.api import api_pb2
 from cri_py.config.model import Config
-from cri_py.errors import AlreadyExists, InvalidArgument
+from cri_py.errors import AlreadyExists, Internal, InvalidArgument
 from cri_py.network.manager import NetworkManager, PodNetworkResult
 from cri_py.oci import exits
 from cri_py.oci.interface import ContainerRuntime
@@ -366,10 +366,17 @@ class PodService:
             if pod is None:
                 return
             await self.containers.remove_pod_containers(pod.id)
-            await self._unwind(pod)
+            await self._unwind(pod, keep_for_network=True)
 
-    async def _unwind(self, pod: SandboxRecord) -> None:
-        """Undo everything a pod may have (also a half-created one); idempotent."""
+    async def _unwind(self, pod: SandboxRecord, keep_for_network: bool = False) -> None:
+        """Undo everything a pod may have (also a half-created one); idempotent.
+
+        A CNI DEL that fails leaves the pod's address allocated. With `keep_for_network`
+        (RemovePodSandbox) everything else goes, but the network namespace and the record stay
+        and the error is raised: kubelet removes again, and the DEL is retried until it works.
+        Unwinding a create frees the name instead (kubelet's retry needs it); the attachment
+        stays in the CNI cache for the start-up collection to release.
+        """
         pod = self.store.current(pod.id) or pod
         try:
             await self._stop_infra(pod)
@@ -378,14 +385,23 @@ class PodService:
         if pod.netns_path:
             try:
                 await self.network.teardown(pod.id, Path(pod.netns_path))
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
+                if keep_for_network:
+                    await asyncio.to_thread(self._remove_files, pod, keep_netns=True)
+                    if pod.state != SandboxState.NOTREADY:
+                        self.store.transition(pod, SandboxState.NOTREADY)
+                    raise Internal(
+                        f"pod sandbox {pod.id}: CNI DEL failed ({exc}); the rest is removed, its network "
+                        "namespace and record are kept until RemovePodSandbox, tried again, can release "
+                        "its address"
+                    ) from exc
                 log.warning("pod %s: network teardown: %s", pod.id, exc)
         await asyncio.to_thread(self._remove_files, pod)
         self.store.delete(pod)
         self._inflight.forget(pod.id)
 
-    def _remove_files(self, pod: SandboxRecord) -> None:
-        if pod.netns_path:
+    def _remove_files(self, pod: SandboxRecord, keep_netns: bool = False) -> None:
+        if pod.netns_path and not keep_netns:
             from cri_py.network.netns import remove_pinned_netns
 
             remove_pinned_netns(Path(pod.netns_path))
