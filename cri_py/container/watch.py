@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,10 +20,14 @@ from cri_py.container.model import ContainerRecord
 from cri_py.container.state import ContainerState, exit_reason
 from cri_py.container.store import ContainerStore
 from cri_py.errors import NotFound
+from cri_py.oci import exits
 from cri_py.oci.registry import RuntimeSet
 from cri_py.tasks import TaskOwner
 
 log = logging.getLogger(__name__)
+
+# how long a container whose monitor died may take to go after SIGKILL
+UNMONITORED_KILL_WAIT_S = 10.0
 
 
 class ExitWatcher:
@@ -90,9 +95,15 @@ class ExitWatcher:
             info = runtime.exit_status(rec.id, self._persist_dir / rec.id)
             message = ""
             if info is None:
-                # conmon died without writing its file (killed itself): the status is lost
-                code, finished, oom = 255, time.time_ns(), False
-                message = "the container monitor exited without an exit status"
+                # conmon died without writing its file (killed, say): the status is lost, and
+                # the container may still run, unmonitored: it is stopped, not left running
+                # while reported exited (kubelet then starts the next attempt beside it)
+                killed = await self._stop_unmonitored(rec)
+                code, finished, oom = (137 if killed else 255), time.time_ns(), False
+                message = "its monitor (conmon) died without an exit status" + (
+                    "; the container was killed" if killed else ""
+                )
+                log.warning("container %s: %s", rec.id, message)
             else:
                 code, finished, oom = info.exit_code, info.finished_at_ns, info.oom_killed
             # the exit file's ctime comes from the kernel's coarse clock (a tick behind ours):
@@ -109,6 +120,17 @@ class ExitWatcher:
                 )
         self.exited(rec.id).set()
         self.spawn_cleanup(rec)
+
+    async def _stop_unmonitored(self, rec: ContainerRecord) -> bool:
+        """Kill a container whose conmon is gone; True if its process was still running."""
+        if not rec.pid or not exits.process_alive(rec.pid):
+            return False
+        runtime = self._runtimes.get(rec.runtime_handler)
+        with contextlib.suppress(Exception):
+            await runtime.kill(rec.id, int(signal.SIGKILL), all_processes=True)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(exits.wait_pid_exit(rec.pid), UNMONITORED_KILL_WAIT_S)
+        return True
 
     def spawn_cleanup(self, rec: ContainerRecord) -> None:
         """The runtime forgets an exited container (runc removes its cgroup); nothing waits."""

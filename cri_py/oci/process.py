@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import signal
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -31,14 +34,28 @@ async def run(args: Sequence[str], *, stdin: bytes | None = None, time_limit: fl
     try:
         out, err = await asyncio.wait_for(proc.communicate(stdin), time_limit)
     except TimeoutError as exc:
-        proc.kill()
-        await proc.wait()
-        raise DeadlineExceeded(f"{' '.join(args[:1])} did not finish in {time_limit:g} s") from exc
+        await _kill_group(proc)
+        raise DeadlineExceeded(
+            f"{os.path.basename(args[0])} {_subcommand(args)} did not finish in {time_limit:g} s and was killed"
+        ) from exc
     except BaseException:
         # a cancelled request must not leave a runtime call behind
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
+        await _kill_group(proc)
         raise
     assert proc.returncode is not None
     return Completed(proc.returncode, out, err)
+
+
+async def _kill_group(proc: asyncio.subprocess.Process) -> None:
+    """The process and whatever it started (its own session): a wrapper script's children too."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    if proc.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+    await proc.wait()
+
+
+def _subcommand(args: Sequence[str]) -> str:
+    """The first argument that is not an option: `runc --root=x kill ...` -> kill."""
+    return next((a for a in args[1:] if not a.startswith("-")), "")

@@ -1,0 +1,195 @@
+"""Faults under running containers: a killed conmon, a runtime binary that hangs."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+
+from cri_py.api import api_pb2
+from tests.e2e import registry_fixtures
+from tests.e2e.daemon import Daemon
+from tests.e2e.fault_support import remove_all_and_check
+from tests.e2e.registry_fixtures import TestRegistry
+from tests.e2e.test_pod_support import (
+    container_config,
+    create_container,
+    exec_sync,
+    pod_config,
+    pull,
+    run_pod,
+    start,
+    wait_state,
+)
+
+registry = registry_fixtures.registry
+
+
+def processes(daemon: Daemon, cmdline: bytes) -> list[int]:
+    """Processes with this command line in the daemon's own cgroup parent."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and (proc / "cmdline").read_bytes() == cmdline:
+                if f"cri-py-e2e-{daemon.workdir.name}" in (proc / "cgroup").read_text():
+                    found.append(int(proc.name))
+        except OSError:
+            continue
+    return found
+
+
+def test_conmon_killed_under_a_running_container(cri_factory: Any, registry: TestRegistry) -> None:
+    cri: Daemon = cri_factory(registry.daemon_overrides())
+    pull(cri, registry.busybox)
+    cfg = pod_config()
+    pod_id = run_pod(cri, cfg)
+    command = ["sleep", "3597"]
+    cid = create_container(cri, pod_id, cfg, container_config(registry.busybox, command))
+    start(cri, cid)
+    wait_state(cri, cid, api_pb2.CONTAINER_RUNNING)
+    info = cri.runtime.ContainerStatus(
+        api_pb2.ContainerStatusRequest(container_id=cid, verbose=True), timeout=10
+    ).info["info"]
+    conmon_pid = json.loads(info)["conmonPid"]
+    assert processes(cri, b"sleep\x003597\x00")
+    os.kill(conmon_pid, signal.SIGKILL)
+    st = wait_state(cri, cid, api_pb2.CONTAINER_EXITED, timeout=30)
+    assert st.exit_code == 137 and st.reason == "Error"
+    assert "monitor" in st.message and "killed" in st.message
+    assert st.finished_at > 0
+    # reported exited, and really gone: no process runs on unmonitored
+    deadline = time.monotonic() + 10
+    while processes(cri, b"sleep\x003597\x00") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert processes(cri, b"sleep\x003597\x00") == []
+    # kubelet starts the next attempt
+    again = container_config(registry.busybox, command)
+    again.metadata.attempt = 1
+    cid2 = create_container(cri, pod_id, cfg, again)
+    start(cri, cid2)
+    wait_state(cri, cid2, api_pb2.CONTAINER_RUNNING)
+    assert exec_sync(cri, cid2, ["echo", "alive"]).stdout == b"alive\n"
+    assert len(processes(cri, b"sleep\x003597\x00")) == 1
+    remove_all_and_check(cri)
+
+
+HANG_WRAPPER = """#!/bin/sh
+# runc, except that it first sleeps on the subcommands named by files beside it
+# (hang-<subcommand> holds the seconds)
+dir=$(dirname "$0")
+sub=""
+for a in "$@"; do
+  case "$a" in create|start|kill|delete|state|exec|update|run|pause|resume) sub=$a; break;; esac
+done
+if [ -n "$sub" ] && [ -f "$dir/hang-$sub" ]; then sleep "$(cat "$dir/hang-$sub")"; fi
+exec /usr/sbin/runc "$@"
+"""
+
+
+def hanging_runtime(tmp_path: Path, hangs: dict[str, int]) -> Path:
+    wrapper = tmp_path / "hang-runtime" / "runc-hang"
+    wrapper.parent.mkdir()
+    wrapper.write_text(HANG_WRAPPER)
+    wrapper.chmod(0o755)
+    for sub, seconds in hangs.items():
+        (wrapper.parent / f"hang-{sub}").write_text(str(seconds))
+    return wrapper
+
+
+def sleepers(seconds: int) -> list[int]:
+    """The wrapper's own sleeps (outside any pod cgroup): matched by their unusual length."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and (proc / "cmdline").read_bytes() == f"sleep\0{seconds}\0".encode():
+                found.append(int(proc.name))
+        except OSError:
+            continue
+    return found
+
+
+def other_pod_works(cri: Daemon, registry: TestRegistry) -> float:
+    """A whole pod on runc while the other handler hangs; returns how long it took."""
+    began = time.monotonic()
+    cfg = pod_config()
+    pod_id = run_pod(cri, cfg)
+    cid = create_container(cri, pod_id, cfg, container_config(registry.busybox, ["sleep", "3600"]))
+    start(cri, cid)
+    assert exec_sync(cri, cid, ["echo", "fine"]).stdout == b"fine\n"
+    cri.runtime.ListContainers(api_pb2.ListContainersRequest(), timeout=5)
+    cri.runtime.ListPodSandbox(api_pb2.ListPodSandboxRequest(), timeout=5)
+    return time.monotonic() - began
+
+
+def test_a_hanging_runtime_call_ends_with_its_deadline(
+    cri_factory: Any, registry: TestRegistry, tmp_path: Path
+) -> None:
+    wrapper = hanging_runtime(tmp_path, {"start": 3591})
+    cri: Daemon = cri_factory({**registry.daemon_overrides(), "runtimes": {"hang": {"path": str(wrapper)}}})
+    pull(cri, registry.busybox)
+    cfg = pod_config()
+    pod_id = run_pod(cri, cfg, handler="hang")
+    cid = create_container(cri, pod_id, cfg, container_config(registry.busybox, ["sleep", "3600"]))
+    began = time.monotonic()
+    hung = cri.runtime.StartContainer.future(api_pb2.StartContainerRequest(container_id=cid), timeout=15)
+    took = other_pod_works(cri, registry)
+    assert not hung.done(), "the hanging start returned before the other pod's work was done"
+    assert took < 12, f"the other pod's RPCs took {took:.1f} s beside a hanging runtime"
+    with pytest.raises(grpc.RpcError) as err:
+        hung.result()
+    assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert time.monotonic() - began < 15 + 3
+    # the hanging runtime call was killed with the request: nothing of it is left running
+    deadline = time.monotonic() + 10
+    while sleepers(3591) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert sleepers(3591) == []
+    st = cri.runtime.ContainerStatus(api_pb2.ContainerStatusRequest(container_id=cid), timeout=10).status
+    assert st.state == api_pb2.CONTAINER_CREATED
+    remove_all_and_check(cri)
+
+
+def test_a_slow_runtime_create_is_found_by_the_retry(
+    cri_factory: Any, registry: TestRegistry, tmp_path: Path
+) -> None:
+    wrapper = hanging_runtime(tmp_path, {"create": 12})
+    cri: Daemon = cri_factory({**registry.daemon_overrides(), "runtimes": {"hang": {"path": str(wrapper)}}})
+    pull(cri, registry.busybox)
+    cfg = pod_config()
+    pod_id = run_pod(cri, cfg, handler="hang")
+    ccfg = container_config(registry.busybox, ["sleep", "3600"])
+    began = time.monotonic()
+    with pytest.raises(grpc.RpcError) as err:
+        create_container_with_deadline(cri, pod_id, cfg, ccfg, 3)
+    assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert time.monotonic() - began < 3 + 2
+    assert other_pod_works(cri, registry) < 12
+    # kubelet asks again, same metadata and attempt: it gets the container the first made
+    cid = create_container_with_deadline(cri, pod_id, cfg, ccfg, 60)
+    start(cri, cid)
+    wait_state(cri, cid, api_pb2.CONTAINER_RUNNING)
+    ours = cri.runtime.ListContainers(
+        api_pb2.ListContainersRequest(filter=api_pb2.ContainerFilter(pod_sandbox_id=pod_id)), timeout=10
+    ).containers
+    assert [c.id for c in ours] == [cid]
+    remove_all_and_check(cri)
+
+
+def create_container_with_deadline(
+    cri: Daemon,
+    pod_id: str,
+    pod_cfg: api_pb2.PodSandboxConfig,
+    config: api_pb2.ContainerConfig,
+    timeout: float,
+) -> str:
+    resp = cri.runtime.CreateContainer(
+        api_pb2.CreateContainerRequest(pod_sandbox_id=pod_id, config=config, sandbox_config=pod_cfg),
+        timeout=timeout,
+    )
+    return str(resp.container_id)
