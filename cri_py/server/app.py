@@ -18,7 +18,7 @@ from cri_py.api import api_pb2, api_pb2_grpc
 from cri_py.errors import CriError, Unavailable
 from cri_py.events import Timing
 from cri_py.server.container import ContainerHandlers
-from cri_py.server.errors import status_code_for
+from cri_py.server.errors import disk_full, status_code_for
 from cri_py.server.events import EventHandlers
 from cri_py.server.image import ImageHandlers
 from cri_py.server.list_streams import ListStreamHandlers
@@ -91,6 +91,13 @@ def _wrap_unary(rpc: str, func: Callable[..., Any], daemon: Daemon) -> Callable[
         except Exception as exc:
             if isinstance(exc, grpc.aio.AbortError):
                 raise
+            if disk_full(exc):
+                code = "RESOURCE_EXHAUSTED"
+                log.warning(
+                    "rpc failed: no space left",
+                    extra={"rpc": rpc, **_request_ids(request), "error": str(exc)},
+                )
+                await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"{rpc}: no space left: {exc}")
             code = "INTERNAL"
             log.exception("rpc failed", extra={"rpc": rpc, **_request_ids(request)})
             await context.abort(grpc.StatusCode.INTERNAL, f"{rpc}: {type(exc).__name__}: {exc}")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import errno
+import sqlite3
+
 import grpc
 
 from cri_py import errors
@@ -18,7 +21,23 @@ _CODES: dict[type[errors.CriError], grpc.StatusCode] = {
 }
 
 
+def disk_full(exc: BaseException) -> bool:
+    """A full filesystem (or quota) anywhere in the chain: the state directory's, for an image
+    layer or the database. Kubelet gets RESOURCE_EXHAUSTED for it, not INTERNAL."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if isinstance(seen, sqlite3.Error) and getattr(seen, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 def status_code_for(exc: BaseException) -> grpc.StatusCode:
+    """The code of a domain error, or of an unexpected one (UNKNOWN: the caller says INTERNAL)."""
+    if disk_full(exc):
+        return grpc.StatusCode.RESOURCE_EXHAUSTED
     if isinstance(exc, TimeoutError):
         # a time limit somewhere below ran out: the client's word for it, never INTERNAL
         return grpc.StatusCode.DEADLINE_EXCEEDED
