@@ -123,8 +123,8 @@ class ExitWatcher:
 
     async def _stop_unmonitored(self, rec: ContainerRecord) -> bool:
         """Kill a container whose conmon is gone; True if its process was still running."""
-        if not rec.pid or not exits.process_alive(rec.pid):
-            return False
+        if not rec.pid or not exits.process_alive(rec.pid) or not _in_container_cgroup(rec.pid, rec.id):
+            return False  # gone (its pid may name another process by now)
         runtime = self._runtimes.get(rec.runtime_handler)
         with contextlib.suppress(Exception):
             await runtime.kill(rec.id, int(signal.SIGKILL), all_processes=True)
@@ -160,3 +160,12 @@ class ExitWatcher:
         if watcher is not None:
             watcher.cancel()
         self._exited.pop(cid, None)
+
+
+def _in_container_cgroup(pid: int, cid: str) -> bool:
+    """Is `pid` in the container's cgroup (its id is in the cgroup's name with either driver)?"""
+    try:
+        with open(f"/proc/{pid}/cgroup") as f:
+            return cid in f.read()
+    except OSError:
+        return False
