@@ -27,7 +27,7 @@ from cri_py.events import EventBus
 from cri_py.logs import set_level
 from cri_py.server.app import build_server
 from cri_py.services import Services
-from cri_py.store import Database
+from cri_py.store import Database, DatabaseUnusable
 from cri_py.tasks import TaskOwner
 
 if TYPE_CHECKING:
@@ -95,7 +95,12 @@ class Daemon:
         # before anything else touches the root: a second daemon must change nothing
         self._root_lock = lock_root(config.root)
         self.db = Database(config.root / "state.db")
-        services = Services.build(config, self.db, self.events, self.tasks)
+        try:
+            services = Services.build(config, self.db, self.events, self.tasks)
+        except DatabaseUnusable:
+            self.db.close(checkpoint=False)  # refused: not even the WAL is folded in
+            self.db = None
+            raise
         if config.metrics.enabled:
             # subscribed before recovery: exits found then are counted too
             self._metrics = _metrics_endpoint(self, services)

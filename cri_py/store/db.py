@@ -111,10 +111,12 @@ class Database:
         with self.transaction() as conn:
             conn.execute(ddl)
 
-    def close(self) -> None:
+    def close(self, checkpoint: bool = True) -> None:
+        """Close; `checkpoint=False` leaves the file exactly as it was (a store refused at start)."""
         with self._lock:
             try:
-                self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                if checkpoint:
+                    self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             finally:
                 self._conn.close()
 

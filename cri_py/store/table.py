@@ -17,7 +17,7 @@ from contextlib import nullcontext
 from typing import Any, Generic, Protocol, TypeVar
 
 from cri_py.errors import InvalidArgument, NotFound
-from cri_py.store.db import Database, Transaction
+from cri_py.store.db import Database, DatabaseUnusable, Transaction
 
 _TABLE_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
 
@@ -46,10 +46,17 @@ class RecordTable(Generic[R]):
 
     def reload(self) -> None:
         """Read the whole table again (another process wrote to it)."""
-        self._index = {
-            row_id: self._decode(json.loads(data))
-            for row_id, data in self._db.query(f"SELECT id, data FROM {self._name}")
-        }
+        index: dict[str, R] = {}
+        for row_id, data in self._db.query(f"SELECT id, data FROM {self._name}"):
+            try:
+                index[row_id] = self._decode(json.loads(data))
+            except (ValueError, TypeError, KeyError, AttributeError) as exc:
+                raise DatabaseUnusable(
+                    f"{self._db.path}: row {str(row_id)[:80]!r} of table {self._name} cannot be read "
+                    f"({type(exc).__name__}: {exc}); cri-py leaves the file as it is: restore it from a "
+                    "backup, or move it away to start with an empty store"
+                ) from exc
+        self._index = index
         self._generation += 1
 
     @property

@@ -41,6 +41,20 @@ def test_corrupt_state_db_is_refused_and_left_alone(cri: Any) -> None:
         assert "state.db" in str(err.value) and "leaves it as it is" in str(err.value)
         assert digest(db) == before, "the daemon wrote to a state.db it refused"
     db.write_bytes(original)
+    # a row no record can be made of (an operator's edit): named, and nothing written
+    edit = sqlite3.connect(str(db))
+    with edit:
+        edit.execute("INSERT INTO containers (id, data) VALUES (?, ?)", ("f" * 64, '{"id": 5'))
+    edit.close()
+    # the data files (the -shm index is a cache that readers rebuild)
+    files = {p.name: digest(p) for p in cri.root.glob("state.db*") if not p.name.endswith("-shm")}
+    with pytest.raises(RuntimeError) as err:
+        cri.start(timeout=30)
+    assert "of table containers cannot be read" in str(err.value)
+    assert {p.name: digest(p) for p in cri.root.glob("state.db*") if not p.name.endswith("-shm")} == files
+    db.write_bytes(original)
+    for leftover in cri.root.glob("state.db-*"):
+        leftover.unlink()
     cri.start()
     assert ready_pods(cri) == [pod_id]
 

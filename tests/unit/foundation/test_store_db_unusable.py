@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from cri_py.store import Database, DatabaseUnusable
+from cri_py.store import Database, DatabaseUnusable, RecordTable
 from cri_py.store.db import OPEN_LOCK_WAIT_S
 
 
@@ -88,3 +88,18 @@ def test_a_lock_given_back_while_waiting_is_fine(tmp_path: Path) -> None:
     finally:
         db.close()
         other.close()
+
+
+def test_an_unreadable_row_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    db = Database(path)
+    RecordTable(db, "pods", lambda d: d)  # type: ignore[arg-type,return-value]
+    with db.transaction() as tx:
+        tx.execute("INSERT INTO pods VALUES (?, ?)", ("a" * 64, "{not json"))
+    db.close()
+    again = Database(path)
+    try:
+        with pytest.raises(DatabaseUnusable, match="row 'a{64}' of table pods cannot be read"):
+            RecordTable(again, "pods", lambda d: d)  # type: ignore[arg-type,return-value]
+    finally:
+        again.close(checkpoint=False)
