@@ -14,7 +14,7 @@ import pytest
 from cri_py.api import api_pb2
 from tests.e2e import registry_fixtures
 from tests.e2e.daemon import Daemon
-from tests.e2e.fault_support import remove_all_and_check, traces, veths_on_bridge
+from tests.e2e.fault_support import remove_all_and_check, traces
 from tests.e2e.registry_fixtures import TestRegistry
 from tests.e2e.test_pod_support import container_config, create_container, pod_config, pull, run_pod, start
 
@@ -112,27 +112,32 @@ def test_cni_del_failure_is_retried_and_removal_says_what_it_kept(
     pod_id = run_pod(cri, cfg)
     cid = create_container(cri, pod_id, cfg, container_config(registry.busybox, ["sleep", "3600"]))
     start(cri, cid)
-    assert len(ip_allocations(cri)) == 1
+    netns = cri.run_dir / "netns" / f"cri-py-{pod_id}"
+    cache = cri.workdir / "cni" / "cache"
     flaky.fail("DEL")
-    stop = api_pb2.StopPodSandboxRequest(pod_sandbox_id=pod_id)
-    for _attempt in range(2):  # kubelet stops again and again
+    try:
+        stop = api_pb2.StopPodSandboxRequest(pod_sandbox_id=pod_id)
+        for _attempt in range(2):  # kubelet stops again and again
+            with pytest.raises(grpc.RpcError) as err:
+                cri.runtime.StopPodSandbox(stop, timeout=60)
+            assert "injected DEL failure" in (err.value.details() or "")
+            assert any(cache.rglob(f"*{pod_id}*")), "the attachment a retry needs was dropped"
+        # the removal takes what it can (the containers, the pod's files) and says what it kept
+        remove = api_pb2.RemovePodSandboxRequest(pod_sandbox_id=pod_id)
         with pytest.raises(grpc.RpcError) as err:
-            cri.runtime.StopPodSandbox(stop, timeout=60)
-        assert "injected DEL failure" in (err.value.details() or "")
-        assert len(ip_allocations(cri)) == 1
-    # the removal takes what it can (the containers, the pod's files) and says what it kept
-    remove = api_pb2.RemovePodSandboxRequest(pod_sandbox_id=pod_id)
-    with pytest.raises(grpc.RpcError) as err:
-        cri.runtime.RemovePodSandbox(remove, timeout=60)
-    details = err.value.details() or ""
-    assert "CNI DEL failed" in details and "kept" in details and "injected DEL failure" in details
-    assert not cri.runtime.ListContainers(api_pb2.ListContainersRequest(), timeout=10).containers
-    [pod] = cri.runtime.ListPodSandbox(api_pb2.ListPodSandboxRequest(), timeout=10).items
-    assert pod.id == pod_id and pod.state == api_pb2.SANDBOX_NOTREADY
-    assert len(ip_allocations(cri)) == 1 and len(veths_on_bridge()) == 1
+            cri.runtime.RemovePodSandbox(remove, timeout=60)
+        details = err.value.details() or ""
+        assert "CNI DEL failed" in details and "kept" in details and "injected DEL failure" in details
+        assert not cri.runtime.ListContainers(api_pb2.ListContainersRequest(), timeout=10).containers
+        [pod] = cri.runtime.ListPodSandbox(api_pb2.ListPodSandboxRequest(), timeout=10).items
+        assert pod.id == pod_id and pod.state == api_pb2.SANDBOX_NOTREADY
+        assert netns.exists() and any(cache.rglob(f"*{pod_id}*"))
+        assert not (cri.run_dir / "pods" / pod_id).exists()
+    finally:
+        flaky.fail("DEL", on=False)
     # the plugin works again: the next removal releases the rest
-    flaky.fail("DEL", on=False)
     cri.runtime.RemovePodSandbox(remove, timeout=60)
     assert not cri.runtime.ListPodSandbox(api_pb2.ListPodSandboxRequest(), timeout=10).items
+    assert not netns.exists() and not any(cache.rglob(f"*{pod_id}*"))
     assert ip_allocations(cri) == []
     remove_all_and_check(cri)

@@ -40,25 +40,21 @@ def resize(root: Path, size: str) -> None:
     subprocess.run(["mount", "-o", f"remount,size={size}", str(root)], check=True)
 
 
-def fill(root: Path) -> Path:
-    """Write until the filesystem is full; the file to delete to give the space back."""
-    filler = root / "filler"
-    chunk = b"\0" * (1 << 20)
-    with open(filler, "wb") as f:
+def fill(root: Path) -> list[Path]:
+    """Write until the filesystem is full; the files to delete to give the space back."""
+    fillers = []
+    for name, size in (("filler", 1 << 20), ("filler-small", 4096)):  # then the last pages too
+        path = root / name
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+        fillers.append(path)
         try:
             while True:
-                f.write(chunk)
-                f.flush()
+                os.write(fd, b"\0" * size)
         except OSError as exc:
             assert exc.errno == errno.ENOSPC
-    with open(root / "filler-small", "wb") as f:  # the last pages too
-        try:
-            while True:
-                f.write(b"\0" * 4096)
-                f.flush()
-        except OSError:
-            pass
-    return filler
+        finally:
+            os.close(fd)
+    return fillers
 
 
 def image_store(cri: Daemon) -> dict[str, list[str]]:
@@ -103,7 +99,7 @@ def test_create_on_a_full_filesystem(small_root: Path, cri_factory: Any, registr
     cfg = pod_config()
     pod_id = run_pod(cri, cfg)
     ccfg = container_config(registry.busybox, ["sleep", "3600"])
-    filler = fill(small_root)
+    fillers = fill(small_root)
     details = exhausted(lambda: create_container(cri, pod_id, cfg, ccfg))
     assert "space" in details or "full" in details
     exhausted(lambda: run_pod(cri, pod_config()))
@@ -113,8 +109,8 @@ def test_create_on_a_full_filesystem(small_root: Path, cri_factory: Any, registr
         pod_id
     ]
     # space returns: kubelet's retry (same metadata) works
-    filler.unlink()
-    (small_root / "filler-small").unlink()
+    for filler in fillers:
+        filler.unlink()
     cid = create_container(cri, pod_id, cfg, ccfg)
     start(cri, cid)
     # and after a restart the store holds exactly that
