@@ -8,12 +8,14 @@ freely. This module spawns it for a create and recognises it afterwards.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
+import signal
 import socket
 from pathlib import Path
 
-from cri_py.errors import Internal
+from cri_py.errors import DeadlineExceeded, Internal
 from cri_py.oci import exits
 
 CREATE_TIMEOUT = 240.0
@@ -28,7 +30,21 @@ async def create(args: list[str], bundle: Path) -> tuple[int, int]:
         sync_theirs.close()
         start_theirs.close()
         start_ours.sendall(b"\0")
-        line = await asyncio.wait_for(_read_line(sync_ours), CREATE_TIMEOUT)
+        try:
+            line = await asyncio.wait_for(_read_line(sync_ours), CREATE_TIMEOUT)
+        except BaseException as exc:
+            # a runtime that hangs (or a create given up on): conmon's monitor waits for it in
+            # a session of its own (it forks and calls setsid first), with the runtime and
+            # whatever that started; all of it goes
+            _kill_session(bundle, args[args.index("-c") + 1] if "-c" in args else "")
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            await proc.wait()
+            if isinstance(exc, TimeoutError):
+                raise DeadlineExceeded(
+                    f"the runtime's create did not answer in {CREATE_TIMEOUT:g} s and was killed"
+                ) from None
+            raise
         # the first conmon process exits right after forking its monitor
         await proc.wait()
     finally:
@@ -64,6 +80,18 @@ async def spawn(args: list[str], cwd: Path, sync_fd: int, start_fd: int) -> asyn
         pass_fds=(sync_fd, start_fd),
         start_new_session=True,
     )
+
+
+def _kill_session(bundle: Path, cid: str) -> None:
+    """SIGKILL the session of the monitor named by the bundle's conmon pidfile, if it is
+    still this container's conmon."""
+    try:
+        pid = int((bundle / "conmon-pidfile").read_text().strip() or 0)
+    except (OSError, ValueError):
+        return
+    if pid > 1 and cid and is_conmon(pid, cid):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
 
 
 def is_conmon(pid: int, cid: str = "") -> bool:

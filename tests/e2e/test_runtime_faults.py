@@ -193,3 +193,35 @@ def create_container_with_deadline(
         timeout=timeout,
     )
     return str(resp.container_id)
+
+
+def test_a_create_stuck_in_the_runtime_is_killed_when_given_up(
+    cri_factory: Any, registry: TestRegistry, tmp_path: Path
+) -> None:
+    """The daemon stops while conmon waits for a runtime that never answers: conmon, the
+    runtime and what it started go with the create (the same path a create past its time
+    limit takes); the next start unwinds the half-made container."""
+    wrapper = hanging_runtime(tmp_path, {"create": 3589})
+    cri: Daemon = cri_factory({**registry.daemon_overrides(), "runtimes": {"hang": {"path": str(wrapper)}}})
+    pull(cri, registry.busybox)
+    cfg = pod_config()
+    pod_id = run_pod(cri, cfg, handler="hang")
+    with pytest.raises(grpc.RpcError) as err:
+        create_container_with_deadline(cri, pod_id, cfg, container_config(registry.busybox, ["true"]), 3)
+    assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert sleepers(3589), "the runtime was not hanging"
+    cri.stop()
+    assert sleepers(3589) == []
+    assert not [p for p in Path("/proc").iterdir() if p.name.isdigit() and _is_conmon_of(p, cri)]
+    (wrapper.parent / "hang-create").unlink()
+    cri.start()
+    assert not cri.runtime.ListContainers(api_pb2.ListContainersRequest(), timeout=10).containers
+    remove_all_and_check(cri)
+
+
+def _is_conmon_of(proc: Path, cri: Daemon) -> bool:
+    try:
+        argv = (proc / "cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return bool(argv) and argv[0].endswith(b"conmon") and str(cri.workdir).encode() in b" ".join(argv)
