@@ -5,6 +5,7 @@ fixture's own leftover check)."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -95,7 +96,11 @@ def test_create_container_killed_after_runtime_create_converges(
     start(cri, cid)
     wait_state(cri, cid, api_pb2.CONTAINER_RUNNING)
     assert [c.id for c in containers(cri)] == [cid]
-    # one container process: the one the first create made is gone
+    # one container process: the one the first create made is gone (the new one may still be
+    # `runc init` for a moment after StartContainer answers)
+    deadline = time.monotonic() + 10
+    while not _processes(cri, b"sleep\x003599\x00") and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert len(_processes(cri, b"sleep\x003599\x00")) == 1
     remove_all_and_check(cri)
 
