@@ -84,16 +84,27 @@ class SharedWork(Generic[T]):
 
 async def settle(task: asyncio.Future[Any], limit_s: float = CLEANUP_WAIT) -> None:
     """Wait until `task` has ended, even while the caller is being cancelled (it is, when this
-    runs in a `finally` after a cancellation); gives up after `limit_s` seconds."""
+    runs in a `finally` after a cancellation); gives up after `limit_s` seconds.
+
+    Its outcome is nobody's any more (the caller is unwinding for a reason of its own): an
+    exception it ended with is taken here, logged at debug, so that asyncio does not report it
+    as never retrieved. One that ends after `limit_s` is taken when it ends."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + limit_s
     while not task.done():
         remaining = deadline - loop.time()
         if remaining <= 0:
             log.warning("%s is still unwinding after %.0f s", task, limit_s)
+            task.add_done_callback(_abandoned)
             return
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.wait({task}, timeout=remaining)
+    _abandoned(task)
+
+
+def _abandoned(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        log.debug("%s ended after its caller left: %s: %s", task, type(exc).__name__, exc)
 
 
 async def to_the_end(work: Awaitable[T]) -> T:

@@ -108,3 +108,54 @@ def test_cancel_during_unpack_waits_for_the_worker(tmp_path: Path, monkeypatch: 
         await puller.close()
 
     asyncio.run(scenario())
+
+
+class _StalledSession(_Session):
+    """Sends the first chunk of the layer, then nothing: the download hangs mid-layer."""
+
+    @asynccontextmanager
+    async def blob(self, digest: str, urls: list[str] | None = None) -> AsyncIterator[Any]:
+        session = self
+
+        class _Stalled:
+            async def aiter_raw(self) -> AsyncIterator[bytes]:
+                yield session.data[: 1 << 16]
+                session.sent_all.set()
+                await asyncio.Event().wait()  # never again
+                yield b""  # pragma: no cover
+
+        yield _Stalled()
+
+
+def test_cancel_mid_download_leaves_no_unretrieved_worker_error(tmp_path: Path) -> None:
+    """The worker thread, stopped by the cancelled download, ends with PipeAborted; nobody
+    wants that outcome, and asyncio must not report it as 'Task exception was never retrieved'."""
+    import gc
+
+    layer = build.layer([Entry("big", data=random.Random(16).randbytes(1 << 20))], compress=False)
+    content = ContentStore(tmp_path / "images")
+    content.prepare()
+    reported: list[str] = []
+
+    async def scenario() -> None:
+        asyncio.get_running_loop().set_exception_handler(lambda _loop, ctx: reported.append(ctx["message"]))
+        puller = Puller(Config(root=tmp_path), content, UnpackLimits(), TaskOwner())
+        session: Any = _StalledSession(layer.blob)
+        desc = {"digest": build.digest_of(layer.blob), "size": len(layer.blob)}
+        pull = asyncio.ensure_future(
+            puller._stream_layer(session, desc, layer.diff_id, "sha256:" + "d" * 64, unpack=True)
+        )
+        await session.sent_all.wait()
+        await asyncio.sleep(0.05)  # the worker reads the first chunk and waits for more
+        pull.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await pull
+        del pull
+        gc.collect()  # an unretrieved exception is reported when its task is collected
+        await asyncio.sleep(0)
+        assert [p.name for p in content.ingest_dir.iterdir()] == []
+        await puller.close()
+
+    asyncio.run(scenario())
+    gc.collect()
+    assert reported == []
