@@ -130,16 +130,22 @@ def other_pod_works(cri: Daemon, registry: TestRegistry) -> float:
 def test_a_hanging_runtime_call_ends_with_its_deadline(
     cri_factory: Any, registry: TestRegistry, tmp_path: Path
 ) -> None:
-    wrapper = hanging_runtime(tmp_path, {"start": 3591})
+    # `runc update` hangs (StartContainer runs no runc process since it releases runc's exec
+    # FIFO itself; UpdateContainerResources always calls the runtime)
+    wrapper = hanging_runtime(tmp_path, {"update": 3591})
     cri: Daemon = cri_factory({**registry.daemon_overrides(), "runtimes": {"hang": {"path": str(wrapper)}}})
     pull(cri, registry.busybox)
     cfg = pod_config()
     pod_id = run_pod(cri, cfg, handler="hang")
     cid = create_container(cri, pod_id, cfg, container_config(registry.busybox, ["sleep", "3600"]))
+    start(cri, cid)
     began = time.monotonic()
-    hung = cri.runtime.StartContainer.future(api_pb2.StartContainerRequest(container_id=cid), timeout=15)
+    update = api_pb2.UpdateContainerResourcesRequest(
+        container_id=cid, linux=api_pb2.LinuxContainerResources(cpu_shares=512)
+    )
+    hung = cri.runtime.UpdateContainerResources.future(update, timeout=15)
     took = other_pod_works(cri, registry)
-    assert not hung.done(), "the hanging start returned before the other pod's work was done"
+    assert not hung.done(), "the hanging update returned before the other pod's work was done"
     assert took < 12, f"the other pod's RPCs took {took:.1f} s beside a hanging runtime"
     with pytest.raises(grpc.RpcError) as err:
         hung.result()
@@ -150,8 +156,10 @@ def test_a_hanging_runtime_call_ends_with_its_deadline(
     while sleepers(3591) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert sleepers(3591) == []
+    # the container itself runs on, and the daemon still answers for it
     st = cri.runtime.ContainerStatus(api_pb2.ContainerStatusRequest(container_id=cid), timeout=10).status
-    assert st.state == api_pb2.CONTAINER_CREATED
+    assert st.state == api_pb2.CONTAINER_RUNNING
+    assert exec_sync(cri, cid, ["echo", "still"]).stdout == b"still\n"
     remove_all_and_check(cri)
 
 
