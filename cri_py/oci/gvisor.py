@@ -73,6 +73,14 @@ class GvisorRuntime(OciRuntime):
     def is_sandboxed(self) -> bool:
         return True
 
+    async def recursive_read_only_mounts(self) -> bool:
+        """Yes unless the config says no: runsc has no `features` command, but a read-only
+        bind mount in a sandbox is read-only all the way down (the host's mounts beneath its
+        source are served by the gofer as part of it), which is what `rro` asks for."""
+        if self._rro is None:
+            self._rro = True
+        return self._rro
+
     async def capabilities(self) -> frozenset[str] | None:
         """Those runsc knows by name: it refuses to start a container with any other (runsc of
         2022 stops at CAP_AUDIT_READ: "unknown capability \"CAP_PERFMON\"")."""

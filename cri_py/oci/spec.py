@@ -280,6 +280,11 @@ def container_spec(
     mounts = _base_mounts(privileged)
     mounts += _pod_file_mounts(pod, readonly=False)
     user_mounts = cri_mounts(list(config.mounts), rro_supported=rro_supported, image_sources=image_sources)
+    if pod.sandbox == "gvisor":
+        # runsc refuses `rro` ("unknown mount option") and needs none: its gofer serves a bind
+        # mount with what lies beneath it as one file system, so `ro` is recursive there
+        for m in user_mounts:
+            m["options"] = [o for o in m["options"] if o != "rro"]
     user_dests = {m["destination"] for m in user_mounts}
     mounts = [m for m in mounts if m["destination"] not in user_dests]
     mounts += sorted(user_mounts, key=lambda m: len(Path(m["destination"]).parts))

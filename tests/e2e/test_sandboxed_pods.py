@@ -6,8 +6,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
+import subprocess
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -114,6 +118,52 @@ def test_containers_pid_namespaces_apart_unless_targeted(
     procs = _processes(cri, debug)
     assert procs[1] == "sleep 3600" and "sleep 3602" in procs.values(), procs
     assert "sleep 3601" not in procs.values()
+
+
+@pytest.mark.parametrize("handler", HANDLERS)
+def test_recursive_read_only_mounts_reach_what_is_mounted_beneath(
+    cri: Any, registry: TestRegistry, handler: str
+) -> None:
+    """runsc has no `rro` option: a sandbox's read-only bind is read-only all the way down."""
+    features = {
+        h.name: h.features for h in cri.runtime.Status(api_pb2.StatusRequest(), timeout=10).runtime_handlers
+    }
+    assert features[handler].recursive_read_only_mounts
+    source = Path(tempfile.mkdtemp(prefix="cripy-rs-rro-"))
+    (source / "beneath").mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "beneath", str(source / "beneath")], check=True)
+    try:
+        cfg = pod_config()
+        pod_id = run_pod(cri, cfg, handler=handler)
+        config = _sleeper(registry.ipc, "rro", 3600)
+        for path, recursive in (("/rro", True), ("/ro", False), ("/rw", False)):
+            config.mounts.append(
+                api_pb2.Mount(
+                    container_path=path,
+                    host_path=str(source),
+                    readonly=path != "/rw",
+                    recursive_read_only=recursive,
+                    propagation=api_pb2.PROPAGATION_PRIVATE,
+                )
+            )
+        cid = create_container(cri, pod_id, cfg, config)
+        start(cri, cid)
+        wait_state(cri, cid, api_pb2.CONTAINER_RUNNING)
+        for path in ("/rro", "/rw"):
+            made = exec_sync(cri, cid, ["touch", f"{path}/top", f"{path}/beneath/file"])
+            if path == "/rw":
+                assert made.exit_code == 0, made
+            else:
+                assert made.exit_code != 0 and b"Read-only file system" in made.stderr, made
+        assert sorted(p.name for p in (source / "beneath").iterdir()) == ["file"]
+        # runc makes a plain read-only bind read-only only at its top; gVisor all the way down
+        beneath = exec_sync(cri, cid, ["touch", "/ro/beneath/other"])
+        assert (beneath.exit_code == 0) == (handler == "runc"), beneath
+        cri.runtime.StopPodSandbox(api_pb2.StopPodSandboxRequest(pod_sandbox_id=pod_id), timeout=30)
+        cri.runtime.RemovePodSandbox(api_pb2.RemovePodSandboxRequest(pod_sandbox_id=pod_id), timeout=30)
+    finally:
+        subprocess.run(["umount", "--lazy", str(source / "beneath")], check=False)
+        shutil.rmtree(source, ignore_errors=True)
 
 
 def _timed(call: Any, *args: Any) -> float:

@@ -256,6 +256,33 @@ def test_recursive_read_only_mounts(tmp_path: Path) -> None:
             cri_mounts([bad], rro_supported=supported)
 
 
+def test_gvisor_gets_read_only_binds_without_the_rro_option_it_refuses(tmp_path: Path) -> None:
+    src = tmp_path / "data"
+    src.mkdir()
+    cfg = api_pb2.ContainerConfig(command=["/x"])
+    cfg.mounts.append(
+        api_pb2.Mount(container_path="/d", host_path=str(src), readonly=True, recursive_read_only=True)
+    )
+
+    def options(sandbox: str) -> list[str]:
+        base = tmp_path / (sandbox or "runc")
+        base.mkdir()
+        spec = container_spec(
+            cid=CID,
+            config=cfg,
+            image_config={"config": {}},
+            rootfs=_rootfs(base),
+            pod=_pod(base, sandbox=sandbox),
+            host=HostFacts("cgroupfs", 0),
+            rro_supported=True,
+        )
+        return list(next(m for m in spec["mounts"] if m["destination"] == "/d")["options"])
+
+    assert options("") == ["rbind", "rprivate", "rro", "ro"]
+    # runsc: "unknown mount option" for rro; its `ro` already covers what lies beneath
+    assert options("gvisor") == ["rbind", "rprivate", "ro"]
+
+
 def test_pid_namespace_modes(tmp_path: Path) -> None:
     cfg = api_pb2.ContainerConfig(command=["/x"])
     cfg.linux.security_context.namespace_options.pid = api_pb2.POD
