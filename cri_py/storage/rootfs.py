@@ -18,15 +18,26 @@ import secrets
 import shutil
 import stat
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 from cri_py.config.model import Config
 from cri_py.errors import Internal, InvalidArgument
 from cri_py.fsusage import TreeUsage, directory_usage
+from cri_py.storage import idmap
 from cri_py.storage import mount as sysmount
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _OPAQUE_XATTR = "trusted.overlay.opaque"
+
+
+@dataclass(frozen=True)
+class UsernsMapping:
+    """A pod's user namespace as the rootfs needs it: its pin and its root's host ids."""
+
+    path: Path
+    root_uid: int
+    root_gid: int
 
 
 class RootfsManager:
@@ -52,16 +63,24 @@ class RootfsManager:
     def rootfs_path(self, container_id: str) -> Path:
         return self._dir(container_id) / "merged"
 
-    def mount(self, container_id: str, layer_dirs: list[Path]) -> Path:
-        """Mount (or copy) the layers, bottom -> top, as the container's rootfs; idempotent."""
+    def mount(self, container_id: str, layer_dirs: list[Path], userns: UsernsMapping | None = None) -> Path:
+        """Mount (or copy) the layers, bottom -> top, as the container's rootfs; idempotent.
+
+        With `userns` (a user namespace pin and the host ids of its root) the layers are
+        idmapped with its mappings, so the image's files belong to the namespace's users,
+        and the writable layer's top directory to its root."""
         cdir = self._dir(container_id)
         merged = cdir / "merged"
         if self.driver == "vfs":
+            if userns is not None:
+                raise InvalidArgument("user namespaces need the overlay storage driver")
             return self._vfs(cdir, merged, layer_dirs)
         if sysmount.is_mountpoint(merged):
             return merged
         for d in (cdir / "upper", cdir / "work", merged, self.links, self.empty):
             d.mkdir(parents=True, exist_ok=True)
+        if userns is not None:
+            return self._mount_idmapped(container_id, cdir, merged, layer_dirs, userns)
         names = [self._short_link(d) for d in reversed(layer_dirs)] or [self._short_link(self.empty)]
         tail = f",upperdir={cdir / 'upper'},workdir={cdir / 'work'}"
         data = "lowerdir=" + ":".join(str(self.links / n) for n in names) + tail
@@ -72,6 +91,29 @@ class RootfsManager:
                 self._mount_relative(names, tail, merged)
         except OSError as exc:
             raise Internal(f"cannot mount the rootfs of {container_id}: {exc}") from exc
+        return merged
+
+    def _mount_idmapped(
+        self, container_id: str, cdir: Path, merged: Path, layer_dirs: list[Path], userns: UsernsMapping
+    ) -> Path:
+        # the container's root writes its files into the upper dir through the overlay as the
+        # host id it maps to; the upper dir's top belongs to it like the image's /
+        os.chown(cdir / "upper", userns.root_uid, userns.root_gid)
+        staging = cdir / "idmap"
+        staging.mkdir(exist_ok=True)
+        layers = list(reversed(layer_dirs)) or [self.empty]
+        names = [str(i) for i in range(len(layers))]
+        try:
+            for name, layer in zip(names, layers, strict=True):
+                idmap.idmapped_bind(layer, staging / name, userns.path, recursive=False)
+            tail = f",upperdir={cdir / 'upper'},workdir={cdir / 'work'}"
+            # short names relative to the staging dir: the option string holds one page
+            self._mount_in(staging, names, tail, merged)
+        except OSError as exc:
+            raise Internal(f"cannot mount the idmapped rootfs of {container_id}: {exc}") from exc
+        finally:
+            # the overlay holds private clones of its layers: the staging mounts can go
+            idmap.release(staging)
         return merged
 
     def _short_link(self, layer_dir: Path) -> str:
@@ -89,12 +131,17 @@ class RootfsManager:
         return name
 
     def _mount_relative(self, names: list[str], tail: str, merged: Path) -> None:
+        self._mount_in(self.links, names, tail, merged)
+
+    def _mount_in(self, cwd: Path, names: list[str], tail: str, merged: Path) -> None:
+        """A `mount` process in `cwd` (ours is shared by the daemon's threads) with the lower
+        dirs named relative to it."""
         data = "lowerdir=" + ":".join(names) + tail
         if len(data) > sysmount.MOUNT_DATA_MAX:
             raise OSError(errno.E2BIG, f"{len(names)} layers do not fit in one overlay mount")
         proc = subprocess.run(
             ["mount", "-t", "overlay", "overlay", "-o", data, str(merged)],
-            cwd=self.links,
+            cwd=cwd,
             capture_output=True,
             text=True,
             check=False,
@@ -121,6 +168,12 @@ class RootfsManager:
         """Unmount and delete the writable layer; idempotent."""
         self.unmount(container_id)
         cdir = self._dir(container_id)
+        # idmapped layer mounts a crash left between mounting them and the overlay (before
+        # the recursive delete below, which must not reach into a layer through one)
+        try:
+            idmap.release(cdir / "idmap")
+        except OSError as exc:
+            raise Internal(f"cannot release the idmapped layers of {container_id}: {exc}") from exc
         if cdir.exists():
             shutil.rmtree(cdir)
 
