@@ -29,7 +29,7 @@ from cri_py.oci.cgroups import hugetlb_available, own_oom_score_adj
 from cri_py.oci.registry import RuntimeSet
 from cri_py.oci.security import host_capabilities
 from cri_py.oci.spec import HostFacts
-from cri_py.pod.pinner import ThreadPinner
+from cri_py.pod.pinner import ForkPinner, ThreadPinner
 from cri_py.pod.query import PodQueries
 from cri_py.pod.service import PodService
 from cri_py.pod.store import SandboxStore
@@ -69,7 +69,9 @@ class Services:
         containers = ContainerService(
             config, container_store, sandboxes, images, rootfs, runtimes, host, tasks
         )
-        pods = PodService(config, sandboxes, containers, network, runtimes, host, tasks, ThreadPinner())
+        pods = PodService(
+            config, sandboxes, containers, network, runtimes, host, tasks, ThreadPinner(), ForkPinner()
+        )
         pod_queries = PodQueries(config, sandboxes, network)
         container_queries = ContainerQueries(container_store)
         stats = StatsService(

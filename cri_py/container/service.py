@@ -40,11 +40,14 @@ from cri_py.image.service import ImageService
 from cri_py.oci.cgroups import cgroup_relpath, oci_resources, remove_cgroup
 from cri_py.oci.interface import ContainerRuntime, CreateOptions, ExecResult, NeverStarted
 from cri_py.oci.registry import RuntimeSet
-from cri_py.oci.spec import HostFacts, container_spec, resolve_signal
+from cri_py.oci.spec import HostFacts, PodContext, container_spec, resolve_signal
+from cri_py.pod import userns
 from cri_py.pod.context import pod_context
 from cri_py.pod.inflight import CreateCoalescer
+from cri_py.pod.model import SandboxRecord
 from cri_py.pod.store import SandboxStore
-from cri_py.storage.rootfs import RootfsManager
+from cri_py.storage import idmap
+from cri_py.storage.rootfs import RootfsManager, UsernsMapping
 from cri_py.store.codec import encode_message
 from cri_py.streaming.backend import AttachTarget, ExecTarget
 from cri_py.tasks import KeyedLocks, TaskOwner, within
@@ -81,6 +84,8 @@ class ContainerService:
         self._tasks = tasks
         self.bundles_dir = config.run_dir / "containers"
         self.persist_dir = config.root / "containers"
+        # idmapped binds of the volumes of containers in pods with a user namespace
+        self.idmap_dir = config.run_dir / "idmap"
         self.exits = ExitWatcher(store, runtimes, tasks, self.persist_dir)
         self.image_volumes = ImageVolumes(images, config.run_dir, config.run_dir / "image-volumes-empty")
         self._inflight = CreateCoalescer(tasks)
@@ -195,16 +200,21 @@ class ContainerService:
         marks = [time.perf_counter()]
         try:
             layers = self.images.layer_dirs(image)
-            rootfs = await asyncio.to_thread(self.rootfs.mount, cid, layers)
+            pod_ctx = pod_context(pod, runtime.handler.type if runtime.is_sandboxed else "")
+            userns_map = _userns_mapping(pod_ctx)
+            rootfs = await asyncio.to_thread(self.rootfs.mount, cid, layers, userns_map)
             image_sources = await asyncio.to_thread(self.image_volumes.mount, cid, volumes) if volumes else {}
+            spec_config = config
+            if userns_map is not None:
+                spec_config = await asyncio.to_thread(self._idmap_volumes, cid, config, pod)
             marks.append(time.perf_counter())
             spec = await asyncio.to_thread(
                 container_spec,
                 cid=cid,
-                config=config,
+                config=spec_config,
                 image_config=image.config,
                 rootfs=Path(rootfs),
-                pod=pod_context(pod, runtime.handler.type if runtime.is_sandboxed else ""),
+                pod=pod_ctx,
                 host=await self._host_for(runtime),
                 rro_supported=await runtime.recursive_read_only_mounts(),
                 target_pid_path=await asyncio.to_thread(self._target_pid_path, config, runtime),
@@ -390,6 +400,34 @@ class ContainerService:
         self._inflight.forget(rec.id)
         self._processes.pop(rec.id, None)
 
+    def _idmap_volumes(
+        self, cid: str, config: api_pb2.ContainerConfig, pod: SandboxRecord
+    ) -> api_pb2.ContainerConfig:
+        """The mounts kubelet gave id mappings (the pod's) become idmapped binds of their
+        sources under idmap_dir/<cid>/, which the runtime then binds in; the config returned
+        names those in place of the sources (the stored config keeps kubelet's)."""
+        user_ns = userns.requested(pod.config().linux.security_context.namespace_options)
+        if user_ns is None or not any(m.uidMappings or m.gidMappings for m in config.mounts):
+            return config
+        out = api_pb2.ContainerConfig()
+        out.CopyFrom(config)
+        staging = self.idmap_dir / cid
+        staging.mkdir(parents=True, exist_ok=True)
+        for index, mount in enumerate(out.mounts):
+            if not (mount.uidMappings or mount.gidMappings):
+                continue
+            if not userns.same_mapping(mount, user_ns):
+                raise InvalidArgument(
+                    f"mount {mount.container_path}: its id mappings differ from the pod's user namespace"
+                )
+            source = Path(mount.host_path)
+            if not source.exists():
+                raise InvalidArgument(f"mount source {mount.host_path!r} does not exist")
+            target = staging / str(index)
+            idmap.idmapped_bind(source.resolve(), target, Path(pod.userns_path))
+            mount.host_path = str(target)
+        return out
+
     def _remove_files(self, rec: ContainerRecord, runtime: ContainerRuntime) -> None:
         try:
             self.rootfs.remove(rec.id)
@@ -399,6 +437,10 @@ class ContainerService:
             self.image_volumes.remove(rec.id)
         except Exception as exc:  # noqa: BLE001 - the rest must still go
             log.warning("container %s: image volume removal: %s", rec.id, exc)
+        try:
+            idmap.release(self.idmap_dir / rec.id)
+        except OSError as exc:
+            log.warning("container %s: idmapped volumes: %s", rec.id, exc)
         shutil.rmtree(rec.bundle_dir, ignore_errors=True)
         shutil.rmtree(self.persist_dir / rec.id, ignore_errors=True)
         if rec.cgroups_path and self.config.cgroup_driver == "cgroupfs":
@@ -444,3 +486,19 @@ class ContainerService:
             if await asyncio.to_thread(log_file.exists):
                 break
             await asyncio.sleep(0.01)  # noqa: ASYNC110 - conmon gives no signal but the file
+
+
+def _userns_mapping(pod: PodContext) -> UsernsMapping | None:
+    """The pod's user namespace as its containers' root filesystems need it."""
+    if pod.userns_path is None or pod.id_mappings is None:
+        return None
+    root_uid = _host_id_of_root(pod.id_mappings["uidMappings"])
+    root_gid = _host_id_of_root(pod.id_mappings["gidMappings"])
+    return UsernsMapping(Path(pod.userns_path), root_uid, root_gid)
+
+
+def _host_id_of_root(mappings: list[dict[str, int]]) -> int:
+    for m in mappings:
+        if m["containerID"] == 0:
+            return m["hostID"]
+    raise InvalidArgument("the pod's user namespace does not map id 0")

@@ -47,10 +47,24 @@ class PodContext:
     # the pod is one sandbox of its runtime's own kernel: "gvisor" (runsc) or "vm" (a shim v2
     # VM runtime); "" = the pod's namespaces are the host's, shared by its containers
     sandbox: str = ""
+    # the pod's user namespace (a pin) and its spec mappings ({"uidMappings": [...], ...});
+    # None = the host's
+    userns_path: str | None = None
+    id_mappings: dict[str, list[dict[str, int]]] | None = None
 
     @property
     def sandboxed_runtime(self) -> bool:
         return bool(self.sandbox)
+
+    def maps(self, uid: int, gid: int) -> bool:
+        """uid and gid exist in the pod's user namespace (any do in the host's)."""
+        if self.id_mappings is None:
+            return True
+
+        def inside(value: int, mappings: list[dict[str, int]]) -> bool:
+            return any(m["containerID"] <= value < m["containerID"] + m["size"] for m in mappings)
+
+        return inside(uid, self.id_mappings["uidMappings"]) and inside(gid, self.id_mappings["gidMappings"])
 
 
 @dataclass(frozen=True)
@@ -95,6 +109,9 @@ def _pod_file_mounts(pod: PodContext, readonly: bool) -> list[dict[str, Any]]:
 
 def _namespaces(pod: PodContext, pid_ns: dict[str, Any] | None) -> list[dict[str, Any]]:
     ns: list[dict[str, Any]] = [{"type": "mount"}]
+    if pod.userns_path is not None:
+        # joined first by the runtime: the pod's other namespaces belong to it
+        ns.append({"type": "user", "path": pod.userns_path})
     for typ, path in (("network", pod.netns_path), ("ipc", pod.ipc_path), ("uts", pod.uts_path)):
         if path is not None:
             ns.append({"type": typ, "path": path})
@@ -247,6 +264,10 @@ def container_spec(
         supplemental=list(sc.supplemental_groups),
         strict=sc.supplemental_groups_policy == api_pb2.Strict,
     )
+    if not pod.maps(user.uid, user.gid) or not all(pod.maps(0, g) for g in user.additional_gids):
+        raise InvalidArgument(
+            f"user {user.uid}:{user.gid} (groups {user.additional_gids}) is not mapped in the pod's user namespace"
+        )
     # a non-root user keeps only ambient capabilities; its effective set starts empty
     ambient = [security.normalize_capability(c) for c in sc.capabilities.add_ambient_capabilities]
     effective = caps if user.uid == 0 else [c for c in caps if c in ambient]
@@ -311,6 +332,8 @@ def container_spec(
     }
     if devices:
         linux_spec["devices"] = devices
+    if pod.id_mappings is not None:
+        linux_spec.update(pod.id_mappings)
     # a shared or slave mount only propagates if the container's root mount does too
     propagations = {m.propagation for m in config.mounts}
     if api_pb2.PROPAGATION_BIDIRECTIONAL in propagations and pod.sandboxed_runtime:
@@ -447,11 +470,23 @@ def infra_spec(
     mounts += _pod_file_mounts(pod, readonly=True)
     pid_ns = None if pod.host_pid else {"type": "pid"}
     cid = pod.id
+    # nobody-like ids for the pause process, where the pod's user namespace has them
+    pause_id = 65535 if pod.maps(65535, 65535) else 0
+    linux: dict[str, Any] = {
+        "namespaces": _namespaces(pod, pid_ns),
+        "cgroupsPath": container_cgroups_path(pod.cgroup_parent, cid, host.cgroup_driver),
+        "resources": {"devices": [{"allow": False, "access": "rwm"}]},
+        "sysctl": dict(pod.sysctls),
+        "maskedPaths": list(security.DEFAULT_MASKED_PATHS),
+        "readonlyPaths": list(security.DEFAULT_READONLY_PATHS),
+    }
+    if pod.id_mappings is not None:
+        linux.update(pod.id_mappings)
     return {
         "ociVersion": OCI_VERSION,
         "process": {
             "terminal": False,
-            "user": {"uid": 65535, "gid": 65535},
+            "user": {"uid": pause_id, "gid": pause_id},
             "args": ["/pause", "-P"],
             "env": [f"PATH={DEFAULT_PATH}"],
             "cwd": "/",
@@ -463,12 +498,5 @@ def infra_spec(
         "hostname": pod.hostname if pod.uts_path is not None else "",
         "mounts": mounts,
         "annotations": {ANNOTATION_CONTAINER_TYPE: "sandbox", ANNOTATION_SANDBOX_ID: pod.id},
-        "linux": {
-            "namespaces": _namespaces(pod, pid_ns),
-            "cgroupsPath": container_cgroups_path(pod.cgroup_parent, cid, host.cgroup_driver),
-            "resources": {"devices": [{"allow": False, "access": "rwm"}]},
-            "sysctl": dict(pod.sysctls),
-            "maskedPaths": list(security.DEFAULT_MASKED_PATHS),
-            "readonlyPaths": list(security.DEFAULT_READONLY_PATHS),
-        },
+        "linux": linux,
     }

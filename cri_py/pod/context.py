@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from cri_py.oci.spec import PodContext
+from cri_py.pod import userns
 from cri_py.pod.model import SandboxRecord
 
 
@@ -12,6 +13,7 @@ def pod_context(pod: SandboxRecord, sandbox: str) -> PodContext:
     """`sandbox`: the handler type of a runtime whose pod is one sandbox ("gvisor", "vm"), or ""."""
     cfg = pod.config()
     d = pod.dir
+    user_ns = userns.requested(cfg.linux.security_context.namespace_options) if pod.userns_path else None
     return PodContext(
         id=pod.id,
         hostname=pod.hostname,
@@ -28,4 +30,6 @@ def pod_context(pod: SandboxRecord, sandbox: str) -> PodContext:
         sysctls=dict(cfg.linux.sysctls),
         privileged=cfg.linux.security_context.privileged,
         sandbox=sandbox,
+        userns_path=pod.userns_path or None,
+        id_mappings=userns.oci_mappings(user_ns) if user_ns is not None else None,
     )

@@ -31,6 +31,7 @@ class SandboxRecord:
     ipc_path: str = ""  # "" = host IPC
     uts_path: str = ""  # "" = host UTS
     shm_path: str = ""  # "" = host /dev/shm
+    userns_path: str = ""  # "" = the host's user namespace; its mappings are in the config
     host_pid: bool = False
     # the pause process holds the shared PID namespace (and a gVisor sandbox); 0 = none
     infra_pid: int = 0

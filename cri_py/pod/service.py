@@ -21,6 +21,7 @@ import logging
 import secrets
 import shutil
 import socket
+import stat
 import time
 from collections.abc import Awaitable, Coroutine
 from pathlib import Path
@@ -35,17 +36,21 @@ from cri_py.oci import exits
 from cri_py.oci.interface import ContainerRuntime
 from cri_py.oci.registry import RuntimeSet
 from cri_py.oci.spec import HostFacts, infra_spec
-from cri_py.pod import files, shm
+from cri_py.pod import files, shm, userns
 from cri_py.pod.context import pod_context
 from cri_py.pod.inflight import CreateCoalescer
 from cri_py.pod.model import SandboxRecord, name_key
-from cri_py.pod.pinner import NamespacePinner, PinRequest
+from cri_py.pod.pinner import ForkPinner, IdMapping, NamespacePinner, PinRequest, UserNamespace
 from cri_py.pod.state import SandboxState
 from cri_py.pod.store import SandboxStore
+from cri_py.storage import idmap
 from cri_py.store.codec import encode_message
 from cri_py.tasks import KeyedLocks, SingleFlight, TaskOwner, within
 
 log = logging.getLogger(__name__)
+
+# the host ids of the throwaway user namespace that tells whether pods can have their own
+PROBE_HOST_ID = 1 << 30
 
 # budget for unwinding and tearing down, independent of the request's own deadline
 CLEANUP_TIMEOUT = 60.0
@@ -72,9 +77,13 @@ class PodService:
         host: HostFacts,
         tasks: TaskOwner,
         pinner: NamespacePinner,
+        user_pinner: NamespacePinner | None = None,
     ) -> None:
         self.config = config
         self.pinner = pinner
+        # pods with a user namespace of their own: a forked helper makes it (a thread cannot)
+        self.user_pinner = user_pinner if user_pinner is not None else ForkPinner()
+        self._userns_supported: bool | None = None
         self.store = store
         self.containers = containers
         self.network = network
@@ -123,6 +132,33 @@ class PodService:
         for f in ("pause", "etc/hosts", "etc/resolv.conf", "etc/hostname"):
             (root / f).touch(exist_ok=True)
 
+    async def user_namespaces_supported(self) -> bool:
+        """Pods can have user namespaces here: the daemon can make one, and the filesystem of
+        its root takes idmapped mounts (asked of the kernel once)."""
+        if self._userns_supported is None:
+            self._userns_supported = await asyncio.to_thread(self._probe_user_namespaces)
+        return self._userns_supported
+
+    def _probe_user_namespaces(self) -> bool:
+        # the runtime sets a pod's containers up from inside its user namespace, as ids the
+        # host knows as nobody: the paths to their root filesystems and bundles must let them by
+        closed = [d for d in (self.config.root, self.config.run_dir) if not _traversable_by_others(d)]
+        if closed:
+            log.info("no user namespaces for pods: %s must be searchable by others (chmod o+x)", closed[0])
+            return False
+        pin = self.ns_dir / f"probe-{secrets.token_hex(8)}-user"
+        mapping = (IdMapping(container_id=0, host_id=PROBE_HOST_ID, size=65536),)
+        self.ns_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.user_pinner.pin(PinRequest(user=pin, user_ns=UserNamespace(mapping, mapping)))
+        except OSError as exc:
+            log.info("no user namespaces for pods: %s", exc)
+            return False
+        try:
+            return idmap.supported(self.config.root, pin)
+        finally:
+            self.user_pinner.unpin([pin])
+
     def runtime_of(self, pod: SandboxRecord) -> ContainerRuntime:
         return self.runtimes.get(pod.runtime_handler)
 
@@ -133,13 +169,19 @@ class PodService:
         if not md.name or not md.namespace or not md.uid:
             raise InvalidArgument("pod sandbox metadata needs name, namespace and uid")
         ns_options = config.linux.security_context.namespace_options
-        # an absent message reads as mode POD (0): only an explicit request counts
-        if ns_options.HasField("userns_options") and ns_options.userns_options.mode == api_pb2.POD:
-            # Status advertises no user namespace support; say so rather than run unmapped
-            raise InvalidArgument("user namespaces (userns_options mode POD) are not supported")
+        # NODE, POD with one mapping each mapping container id 0, or InvalidArgument
+        user_ns = userns.requested(ns_options)
         runtime = self.runtimes.get(runtime_handler)
         if runtime.is_sandboxed:
             _refuse_node_namespaces(ns_options, runtime.name)
+        if user_ns is not None:
+            if runtime.is_sandboxed:
+                raise InvalidArgument(f"runtime handler {runtime.name!r} does not support user namespaces")
+            if api_pb2.NODE in (ns_options.network, ns_options.ipc, ns_options.pid):
+                # the host's namespaces belong to the host's user namespace: a pod's cannot join them
+                raise InvalidArgument("a pod with a user namespace cannot use the host's network, IPC or PID")
+            if not await self.user_namespaces_supported():
+                raise InvalidArgument("user namespaces for pods are not available on this node (see the log)")
         key = name_key(md.name, md.namespace, md.uid, md.attempt)
         claimed = self._inflight.claim(key)
         if claimed is not None and self.store.current(claimed) is not None:
@@ -160,6 +202,7 @@ class PodService:
         shares_pid = ns_opts.pid == api_pb2.POD
         hostname = config.hostname or (socket.gethostname() if host_net else md.name)
         pod_dir = self.pods_dir / pod_id
+        own_userns = userns.requested(ns_opts) is not None
         netns_path = ""
         if not host_net:
             from cri_py.network.netns import pinned_netns_path
@@ -185,6 +228,7 @@ class PodService:
                 ipc_path="" if host_ipc else str(self.ns_dir / f"{pod_id}-ipc"),
                 uts_path="" if host_net else str(self.ns_dir / f"{pod_id}-uts"),
                 shm_path="" if host_ipc else str(pod_dir / "shm"),
+                userns_path=str(self.ns_dir / f"{pod_id}-user") if own_userns else "",
                 host_pid=host_pid,
                 # the sandbox of a sandboxed runtime is its infra container's
                 infra=runtime.is_sandboxed or (shares_pid and not host_pid),
@@ -210,7 +254,8 @@ class PodService:
         prepared: list[Awaitable[Any]] = [
             asyncio.to_thread(self._make_files_and_namespaces, pod, config, host_net)
         ]
-        if pod.netns_path:
+        if pod.netns_path and not pod.userns_path:
+            # (a pod's own user namespace gets its network namespace made inside it, with the others)
             from cri_py.network.netns import create_pinned_netns
 
             prepared.append(asyncio.to_thread(create_pinned_netns, self.config.run_dir, pod.id))
@@ -256,13 +301,23 @@ class PodService:
         files.write_file(d / "hostname", pod.hostname + "\n")
         if pod.shm_path:
             shm.mount_shm(Path(pod.shm_path))
-        self.pinner.pin(
-            PinRequest(
-                ipc=Path(pod.ipc_path) if pod.ipc_path else None,
-                uts=Path(pod.uts_path) if pod.uts_path else None,
-                hostname=pod.hostname,
+        ipc = Path(pod.ipc_path) if pod.ipc_path else None
+        uts = Path(pod.uts_path) if pod.uts_path else None
+        user_ns = userns.requested(config.linux.security_context.namespace_options)
+        if pod.userns_path and user_ns is not None:
+            # the user namespace first, then the others inside it, so that they belong to it
+            self.user_pinner.pin(
+                PinRequest(
+                    ipc=ipc,
+                    uts=uts,
+                    net=Path(pod.netns_path) if pod.netns_path else None,
+                    user=Path(pod.userns_path),
+                    user_ns=user_ns,
+                    hostname=pod.hostname,
+                )
             )
-        )
+        else:
+            self.pinner.pin(PinRequest(ipc=ipc, uts=uts, hostname=pod.hostname))
 
     async def _setup_network(self, pod: SandboxRecord, config: api_pb2.PodSandboxConfig) -> PodNetworkResult:
         from cri_py.network.manager import PodNetworkRequest
@@ -405,7 +460,8 @@ class PodService:
             from cri_py.network.netns import remove_pinned_netns
 
             remove_pinned_netns(Path(pod.netns_path))
-        self.pinner.unpin(Path(p) for p in (pod.ipc_path, pod.uts_path) if p)
+        # the user namespace last: nothing else of the pod refers to it then
+        self.pinner.unpin(Path(p) for p in (pod.ipc_path, pod.uts_path, pod.userns_path) if p)
         if pod.shm_path:
             shm.unmount_shm(Path(pod.shm_path))
         shutil.rmtree(pod.dir, ignore_errors=True)
@@ -441,6 +497,18 @@ def _refuse_node_namespaces(ns: api_pb2.NamespaceOption, handler: str) -> None:
                 f"runtime handler {handler!r} runs the pod in a sandbox of its own kernel: "
                 f"it cannot share the node's {what} namespace"
             )
+
+
+def _traversable_by_others(path: Path) -> bool:
+    """Every directory from / down to `path` has the search bit for others."""
+    current = path.resolve()
+    for directory in [current, *current.parents]:
+        try:
+            if not directory.stat().st_mode & stat.S_IXOTH:
+                return False
+        except FileNotFoundError:
+            continue  # made later, with the daemon's umask
+    return True
 
 
 def _namespaces_survived(pod: SandboxRecord) -> bool:

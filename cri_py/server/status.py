@@ -37,6 +37,7 @@ class StatusHandlers:
         ]
         config = self.daemon.config
         runtimes = self.daemon.services.runtimes
+        userns = await self.daemon.services.pods.user_namespaces_supported()
         handlers = []
         for name in sorted(runtimes.names()):
             runtime = runtimes.find(name)
@@ -44,7 +45,8 @@ class StatusHandlers:
                 continue  # not installed (an optional handler)
             features = api_pb2.RuntimeHandlerFeatures(
                 recursive_read_only_mounts=await runtime.recursive_read_only_mounts(),
-                user_namespaces=False,
+                # a sandboxed runtime (gVisor, Kata) keeps its own users
+                user_namespaces=userns and not runtime.is_sandboxed,
             )
             handlers.append(api_pb2.RuntimeHandler(name=name, features=features))
             if name == config.default_runtime:

@@ -494,3 +494,39 @@ def test_hugepage_limits_kept_only_with_a_hugetlb_controller(tmp_path: Path) -> 
     (tmp_path / "cgroup.controllers").unlink()
     (tmp_path / "hugetlb").mkdir()
     assert hugetlb_available(tmp_path) is True
+
+
+def test_user_namespace_of_the_pod(tmp_path: Path) -> None:
+    maps = {
+        "uidMappings": [{"containerID": 0, "hostID": 100000, "size": 65536}],
+        "gidMappings": [{"containerID": 0, "hostID": 100000, "size": 65536}],
+    }
+    pod = {"userns_path": "/run/pins/user", "id_mappings": maps}
+    spec = _spec(tmp_path, api_pb2.ContainerConfig(command=["/x"]), **pod)
+    kinds = [n["type"] for n in spec["linux"]["namespaces"]]
+    assert (
+        kinds[:2] == ["mount", "user"]
+        and {"type": "user", "path": "/run/pins/user"} in spec["linux"]["namespaces"]
+    )
+    assert (
+        spec["linux"]["uidMappings"] == maps["uidMappings"]
+        and spec["linux"]["gidMappings"] == maps["gidMappings"]
+    )
+    # a user the namespace has no id for cannot run in it
+    cfg = api_pb2.ContainerConfig(command=["/x"])
+    cfg.linux.security_context.run_as_user.value = 70000
+    with pytest.raises(InvalidArgument, match="not mapped"):
+        _spec(tmp_path / "u", cfg, **pod)
+    infra = infra_spec(
+        pod=_pod(tmp_path, **pod), rootfs=tmp_path, catatonit=tmp_path / "c", host=HostFacts("cgroupfs", 0)
+    )
+    assert infra["linux"]["uidMappings"] == maps["uidMappings"]
+    assert infra["process"]["user"] == {"uid": 65535, "gid": 65535}
+    small = {k: [{"containerID": 0, "hostID": 100000, "size": 1000}] for k in maps}
+    infra = infra_spec(
+        pod=_pod(tmp_path, userns_path="/p", id_mappings=small),
+        rootfs=tmp_path,
+        catatonit=tmp_path / "c",
+        host=HostFacts("cgroupfs", 0),
+    )
+    assert infra["process"]["user"] == {"uid": 0, "gid": 0}  # 65535 has no id in there
