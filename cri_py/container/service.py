@@ -203,7 +203,13 @@ class ContainerService:
             pod_ctx = pod_context(pod, runtime.handler.type if runtime.is_sandboxed else "")
             userns_map = _userns_mapping(pod_ctx)
             rootfs = await asyncio.to_thread(self.rootfs.mount, cid, layers, userns_map)
-            image_sources = await asyncio.to_thread(self.image_volumes.mount, cid, volumes) if volumes else {}
+            image_sources = (
+                await asyncio.to_thread(
+                    self.image_volumes.mount, cid, volumes, userns_map.path if userns_map else None
+                )
+                if volumes
+                else {}
+            )
             spec_config = config
             if userns_map is not None:
                 spec_config = await asyncio.to_thread(self._idmap_volumes, cid, config, pod)
@@ -416,6 +422,8 @@ class ContainerService:
         for index, mount in enumerate(out.mounts):
             if not (mount.uidMappings or mount.gidMappings):
                 continue
+            if mount.HasField("image") and mount.image.image:
+                continue  # an image volume: its layers are idmapped (image_volumes.py)
             if not userns.same_mapping(mount, user_ns):
                 raise InvalidArgument(
                     f"mount {mount.container_path}: its id mappings differ from the pod's user namespace"

@@ -15,6 +15,7 @@ import ctypes
 import ctypes.util
 import errno
 import os
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 # the same numbers on every architecture's unified syscall table
@@ -98,6 +99,21 @@ def idmapped_bind(source: Path, target: Path, userns: Path, *, recursive: bool =
         attach(tree, target)
     finally:
         os.close(tree)
+
+
+@contextlib.contextmanager
+def idmapped_layers(layers: Sequence[Path], staging: Path, userns: Path) -> Iterator[list[str]]:
+    """Each layer bound, idmapped, at staging/0, staging/1, ... in the order given; yields
+    those names (relative to `staging`) for an overlay mounted over them in the block. The
+    binds go when it ends: the overlay keeps private clones of its layers."""
+    staging.mkdir(parents=True, exist_ok=True)
+    names = [str(i) for i in range(len(layers))]
+    try:
+        for name, layer in zip(names, layers, strict=True):
+            idmapped_bind(layer, staging / name, userns, recursive=False)
+        yield names
+    finally:
+        release(staging)
 
 
 def supported(path: Path, userns: Path) -> bool:

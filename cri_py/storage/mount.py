@@ -6,6 +6,8 @@ import ctypes
 import ctypes.util
 import errno
 import os
+import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 
 MNT_DETACH = 2
@@ -38,6 +40,25 @@ def mount(source: str, target: Path, fstype: str, flags: int = 0, data: str = ""
     if rc != 0:
         err = ctypes.get_errno()
         raise OSError(err, f"mount {fstype} on {target}: {os.strerror(err)}", str(target))
+
+
+def overlay_in(cwd: Path, lowers: Sequence[str], target: Path, options: Sequence[str] = ()) -> None:
+    """An overlay on `target` with its lower dirs (top first) named relative to `cwd`, by a
+    `mount` process started there: short relative names keep many layers within the one page
+    of options, and the daemon's own cwd is shared by its threads. `options` come before the
+    lower dirs (upperdir=, workdir=, or flags such as ro and nosuid)."""
+    data = ",".join([*options, "lowerdir=" + ":".join(lowers)])
+    if len(data) > MOUNT_DATA_MAX:
+        raise OSError(errno.E2BIG, f"{len(lowers)} layers do not fit in one overlay mount", str(target))
+    proc = subprocess.run(
+        ["mount", "-t", "overlay", "overlay", "-o", data, str(target)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise OSError(errno.EIO, proc.stderr.strip() or f"mount exited {proc.returncode}", str(target))
 
 
 def umount(target: Path, flags: int = UMOUNT_NOFOLLOW) -> None:

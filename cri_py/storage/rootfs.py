@@ -88,7 +88,7 @@ class RootfsManager:
             if len(data) <= sysmount.MOUNT_DATA_MAX:
                 sysmount.mount("overlay", merged, "overlay", 0, data)
             else:
-                self._mount_relative(names, tail, merged)
+                self._mount_relative(names, cdir, merged)
         except OSError as exc:
             raise Internal(f"cannot mount the rootfs of {container_id}: {exc}") from exc
         return merged
@@ -99,21 +99,12 @@ class RootfsManager:
         # the container's root writes its files into the upper dir through the overlay as the
         # host id it maps to; the upper dir's top belongs to it like the image's /
         os.chown(cdir / "upper", userns.root_uid, userns.root_gid)
-        staging = cdir / "idmap"
-        staging.mkdir(exist_ok=True)
         layers = list(reversed(layer_dirs)) or [self.empty]
-        names = [str(i) for i in range(len(layers))]
         try:
-            for name, layer in zip(names, layers, strict=True):
-                idmap.idmapped_bind(layer, staging / name, userns.path, recursive=False)
-            tail = f",upperdir={cdir / 'upper'},workdir={cdir / 'work'}"
-            # short names relative to the staging dir: the option string holds one page
-            self._mount_in(staging, names, tail, merged)
+            with idmap.idmapped_layers(layers, cdir / "idmap", userns.path) as names:
+                self._mount_in(cdir / "idmap", names, cdir, merged)
         except OSError as exc:
             raise Internal(f"cannot mount the idmapped rootfs of {container_id}: {exc}") from exc
-        finally:
-            # the overlay holds private clones of its layers: the staging mounts can go
-            idmap.release(staging)
         return merged
 
     def _short_link(self, layer_dir: Path) -> str:
@@ -130,24 +121,12 @@ class RootfsManager:
                 raise
         return name
 
-    def _mount_relative(self, names: list[str], tail: str, merged: Path) -> None:
-        self._mount_in(self.links, names, tail, merged)
+    def _mount_relative(self, names: list[str], cdir: Path, merged: Path) -> None:
+        self._mount_in(self.links, names, cdir, merged)
 
-    def _mount_in(self, cwd: Path, names: list[str], tail: str, merged: Path) -> None:
-        """A `mount` process in `cwd` (ours is shared by the daemon's threads) with the lower
-        dirs named relative to it."""
-        data = "lowerdir=" + ":".join(names) + tail
-        if len(data) > sysmount.MOUNT_DATA_MAX:
-            raise OSError(errno.E2BIG, f"{len(names)} layers do not fit in one overlay mount")
-        proc = subprocess.run(
-            ["mount", "-t", "overlay", "overlay", "-o", data, str(merged)],
-            cwd=cwd,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if proc.returncode != 0:
-            raise OSError(errno.EIO, proc.stderr.strip() or f"mount exited {proc.returncode}")
+    def _mount_in(self, cwd: Path, names: list[str], cdir: Path, merged: Path) -> None:
+        """The overlay with the lower dirs named relative to `cwd` (mount(8) run there)."""
+        sysmount.overlay_in(cwd, names, merged, [f"upperdir={cdir / 'upper'}", f"workdir={cdir / 'work'}"])
 
     def unmount(self, container_id: str) -> None:
         """Unmount the rootfs; idempotent. A busy mount is detached lazily."""

@@ -79,6 +79,18 @@ def test_what_the_cri_refuses(cri_userns: Any, config: api_pb2.PodSandboxConfig)
     assert not cri_userns.runtime.ListPodSandbox(api_pb2.ListPodSandboxRequest(), timeout=10).items
 
 
+def test_mode_node_keeps_the_hosts_user_namespace(cri_userns: Any, registry: TestRegistry) -> None:
+    pull(cri_userns, registry.busybox)
+    cfg = _userns_pod(api_pb2.NODE, [], [])
+    pod = run_pod(cri_userns, cfg)
+    cid = create_container(cri_userns, pod, cfg, container_config(registry.busybox, ["sleep", "3600"]))
+    start(cri_userns, cid)
+    wait_state(cri_userns, cid, api_pb2.CONTAINER_RUNNING)
+    out = exec_sync(cri_userns, cid, ["cat", "/proc/self/uid_map"])
+    assert out.stdout.decode().split() == ["0", "0", "4294967295"]
+    assert not list((cri_userns.run_dir / "idmap").glob("*"))
+
+
 def test_host_network_with_own_user_namespace_is_refused(cri_userns: Any) -> None:
     cfg = _userns_pod()
     cfg.linux.security_context.namespace_options.network = api_pb2.NODE
@@ -106,6 +118,17 @@ def test_pod_user_namespace_with_idmapped_rootfs_and_volume(
             gidMappings=[_mapping()],
         )
     )
+    # an image volume, with the mappings kubelet puts on every mount of such a pod
+    pull(cri_userns, registry.layered)
+    ctr.mounts.append(
+        api_pb2.Mount(
+            container_path="/image",
+            image=api_pb2.ImageSpec(image=registry.layered),
+            readonly=True,
+            uidMappings=[_mapping()],
+            gidMappings=[_mapping()],
+        )
+    )
     cid = create_container(cri_userns, pod, cfg, ctr)
     start(cri_userns, cid)
     wait_state(cri_userns, cid, api_pb2.CONTAINER_RUNNING)
@@ -120,6 +143,9 @@ def test_pod_user_namespace_with_idmapped_rootfs_and_volume(
     # the image's files and the volume's are its root's; what it writes is the host's root's
     assert sh("stat -c '%u %g' /bin/busybox /data/secret").split() == ["0", "0", "0", "0"]
     assert sh("cat /data/secret") == "only root reads this\n"
+    # the image volume's layers are idmapped too: its files are the namespace root's, read-only
+    assert sh("stat -c '%u %g' /image/data/keep; cat /image/data/keep").split() == ["0", "0", "replaced"]
+    assert exec_sync(cri_userns, cid, ["sh", "-c", "echo x > /image/data/new"]).exit_code != 0
     sh("echo hi > /data/written && touch /made-at-the-top")
     assert os.stat(volume / "written").st_uid == 0
     # the host's own root is nobody in there
@@ -130,3 +156,4 @@ def test_pod_user_namespace_with_idmapped_rootfs_and_volume(
     assert sorted(p.name for p in volume.iterdir()) == ["secret", "written"]
     assert str(volume) not in Path("/proc/self/mountinfo").read_text()
     assert not list((cri_userns.run_dir / "idmap").glob("*"))
+    assert not (cri_userns.run_dir / "image-volumes" / cid).exists()
