@@ -51,6 +51,7 @@ log = logging.getLogger(__name__)
 
 # the host ids of the throwaway user namespace that tells whether pods can have their own
 PROBE_HOST_ID = 1 << 30
+PROBE_PREFIX = "probe-"
 
 # budget for unwinding and tearing down, independent of the request's own deadline
 CLEANUP_TIMEOUT = 60.0
@@ -125,6 +126,8 @@ class PodService:
         # no shared bind mount here: it would outlive the daemon; runc's mount namespaces
         # drop their copies of these pins when they pivot into the container's root
         self.ns_dir.mkdir(parents=True, exist_ok=True)
+        # the pin of a user namespace probe a crash interrupted (probes are not pods: no record)
+        self.user_pinner.unpin(self.ns_dir.glob(f"{PROBE_PREFIX}*"))
         root = self.pause_rootfs
         for d in ("proc", "dev", "sys", "etc"):
             (root / d).mkdir(parents=True, exist_ok=True)
@@ -146,7 +149,7 @@ class PodService:
         if closed:
             log.info("no user namespaces for pods: %s must be searchable by others (chmod o+x)", closed[0])
             return False
-        pin = self.ns_dir / f"probe-{secrets.token_hex(8)}-user"
+        pin = self.ns_dir / f"{PROBE_PREFIX}{secrets.token_hex(8)}-user"
         mapping = (IdMapping(container_id=0, host_id=PROBE_HOST_ID, size=65536),)
         self.ns_dir.mkdir(parents=True, exist_ok=True)
         try:

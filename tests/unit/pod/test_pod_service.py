@@ -7,7 +7,10 @@ tested is the order in which Stop and Remove take turns and what each leaves beh
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,11 +25,12 @@ from cri_py.oci import exits
 from cri_py.oci.spec import HostFacts
 from cri_py.pod import service as pod_service
 from cri_py.pod.model import SandboxRecord
-from cri_py.pod.pinner import ThreadPinner
+from cri_py.pod.pinner import ForkPinner, IdMapping, PinRequest, ThreadPinner, UserNamespace
 from cri_py.pod.service import PodService
 from cri_py.pod.state import SandboxState
 from cri_py.pod.store import SandboxStore
 from cri_py.server.errors import status_code_for
+from cri_py.storage.mount import is_mountpoint
 from cri_py.store import Database
 from cri_py.store.codec import encode_message
 from cri_py.tasks import TaskOwner
@@ -163,3 +167,25 @@ def test_recovery_does_not_take_a_reused_infra_pid_for_the_pause_process(env: En
     finally:
         stranger.kill()
         stranger.wait()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="user namespaces and their pins need root")
+def test_the_user_namespace_probe_leaves_no_pin_and_a_crashed_probes_pin_goes() -> None:
+    # a directory others may search, as the probe asks of the daemon's root and run dir
+    base = Path(tempfile.mkdtemp(prefix="cripy-unit-"))
+    try:
+        base.chmod(0o711)
+        env = Env(base)
+        mapping = (IdMapping(0, pod_service.PROBE_HOST_ID, 65536),)
+        stale = env.pods.ns_dir / f"{pod_service.PROBE_PREFIX}0123456789abcdef-user"
+        env.pods.ns_dir.mkdir(parents=True)
+        ForkPinner().pin(PinRequest(user=stale, user_ns=UserNamespace(mapping, mapping)))
+        assert is_mountpoint(stale)
+        env.pods._prepare()  # what recovery does first
+        assert not stale.exists()
+        assert asyncio.run(env.pods.user_namespaces_supported()) is True
+        assert list(env.pods.ns_dir.iterdir()) == []
+        assert str(base) not in Path("/proc/self/mountinfo").read_text()
+    finally:
+        ForkPinner().unpin(base.glob("run/nsfs/*"))  # (when the test failed)
+        shutil.rmtree(base)
