@@ -158,6 +158,12 @@ class ContainerService:
         if not config.image.image:
             raise InvalidArgument("container image is required")
         pod = self.pods.require_ready(pod_id)
+        pod_userns = (
+            userns.requested(pod.config().linux.security_context.namespace_options)
+            if pod.userns_path
+            else None
+        )
+        userns.check_mounts(config.mounts, pod_userns)
         key = container_name_key(pod.id, config.metadata.name, config.metadata.attempt)
         claimed = self._inflight.claim(key)
         if claimed is not None and self.store.current(claimed) is not None:
@@ -424,10 +430,7 @@ class ContainerService:
                 continue
             if mount.HasField("image") and mount.image.image:
                 continue  # an image volume: its layers are idmapped (image_volumes.py)
-            if not userns.same_mapping(mount, user_ns):
-                raise InvalidArgument(
-                    f"mount {mount.container_path}: its id mappings differ from the pod's user namespace"
-                )
+            # (the mappings are the pod's: create() checked them)
             source = Path(mount.host_path)
             if not source.exists():
                 raise InvalidArgument(f"mount source {mount.host_path!r} does not exist")

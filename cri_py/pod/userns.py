@@ -78,6 +78,23 @@ def oci_mappings(userns: UserNamespace) -> dict[str, list[dict[str, int]]]:
     return {"uidMappings": convert(userns.uid_mappings), "gidMappings": convert(userns.gid_mappings)}
 
 
+def check_mounts(mounts: Any, user_ns: UserNamespace | None) -> None:
+    """The id mappings of a container's mounts: kubelet gives them only in a pod with a user
+    namespace, and only the pod's (an idmapped mount takes its mapping from that namespace).
+    Anything else cannot be honoured: InvalidArgument rather than a mount with other owners."""
+    for mount in mounts:
+        if not (mount.uidMappings or mount.gidMappings):
+            continue
+        if user_ns is None:
+            raise InvalidArgument(
+                f"mount {mount.container_path}: id mappings need a pod with a user namespace (mode POD)"
+            )
+        if not same_mapping(mount, user_ns):
+            raise InvalidArgument(
+                f"mount {mount.container_path}: its id mappings differ from the pod's user namespace"
+            )
+
+
 def same_mapping(mount: api_pb2.Mount, userns: UserNamespace) -> bool:
     """A mount's own id mappings (kubelet sets them on the volumes it wants idmapped) are the
     pod's: the only ones an idmapped mount can take from the pod's namespace."""

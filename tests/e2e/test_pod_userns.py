@@ -57,6 +57,8 @@ def test_handler_features(cri_userns: Any) -> None:
     assert features[""].user_namespaces and features["runc"].user_namespaces
     if "runsc" in features:  # a sandboxed runtime keeps its own users
         assert not features["runsc"].user_namespaces
+    # a pod with a user namespace and the host's network is refused: kubelet is told so
+    assert not status.features.user_namespaces_host_network
 
 
 @pytest.mark.parametrize(
@@ -89,6 +91,29 @@ def test_mode_node_keeps_the_hosts_user_namespace(cri_userns: Any, registry: Tes
     out = exec_sync(cri_userns, cid, ["cat", "/proc/self/uid_map"])
     assert out.stdout.decode().split() == ["0", "0", "4294967295"]
     assert not list((cri_userns.run_dir / "idmap").glob("*"))
+
+
+@pytest.mark.parametrize("pod_mode", [api_pb2.NODE, api_pb2.POD], ids=["node-pod", "pod-with-userns"])
+def test_mount_mappings_other_than_the_pods_are_refused(
+    cri_userns: Any, registry: TestRegistry, tmp_path: Path, pod_mode: int
+) -> None:
+    pull(cri_userns, registry.busybox)
+    cfg = _userns_pod(api_pb2.NODE, [], []) if pod_mode == api_pb2.NODE else _userns_pod()
+    pod = run_pod(cri_userns, cfg)
+    ctr = container_config(registry.busybox, ["sleep", "3600"])
+    # a pod without a user namespace has no mapping to give; one with has only its own
+    other = _mapping(host_id=HOST_ID + SIZE)
+    ctr.mounts.append(
+        api_pb2.Mount(
+            container_path="/data", host_path=str(tmp_path), uidMappings=[other], gidMappings=[other]
+        )
+    )
+    with pytest.raises(grpc.RpcError) as err:
+        create_container(cri_userns, pod, cfg, ctr)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "/data" in (err.value.details() or "")
+    assert not cri_userns.runtime.ListContainers(api_pb2.ListContainersRequest(), timeout=10).containers
+    assert str(tmp_path) not in Path("/proc/self/mountinfo").read_text()
 
 
 def test_host_network_with_own_user_namespace_is_refused(cri_userns: Any) -> None:

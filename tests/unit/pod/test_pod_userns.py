@@ -70,3 +70,29 @@ def test_volume_mappings_must_be_the_pods() -> None:
     assert userns.same_mapping(mount, ns)
     mount.gidMappings[0].host_id = 5
     assert not userns.same_mapping(mount, ns)
+
+
+def test_mount_mappings_need_the_pods_user_namespace() -> None:
+    ns = UserNamespace((IdMapping(0, 100000, 65536),), (IdMapping(0, 100000, 65536),))
+    plain = api_pb2.Mount(container_path="/plain", host_path="/srv")
+    mapped = api_pb2.Mount(
+        container_path="/mapped",
+        host_path="/srv",
+        uidMappings=[api_pb2.IDMapping(container_id=0, host_id=100000, length=65536)],
+        gidMappings=[api_pb2.IDMapping(container_id=0, host_id=100000, length=65536)],
+    )
+    userns.check_mounts([plain, mapped], ns)
+    userns.check_mounts([plain], None)
+    # mappings in a pod that has the host's user namespace: nothing could honour them
+    with pytest.raises(InvalidArgument, match="/mapped: id mappings need a pod with a user namespace"):
+        userns.check_mounts([plain, mapped], None)
+    # other mappings than the pod's, on a bind or an image volume alike
+    other = api_pb2.Mount()
+    other.CopyFrom(mapped)
+    other.uidMappings[0].host_id = 200000
+    with pytest.raises(InvalidArgument, match="differ from the pod's"):
+        userns.check_mounts([other], ns)
+    image = api_pb2.Mount(container_path="/image", image=api_pb2.ImageSpec(image="busybox"))
+    image.gidMappings.add(container_id=0, host_id=7, length=1)
+    with pytest.raises(InvalidArgument, match="/image: its id mappings differ"):
+        userns.check_mounts([image], ns)
