@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import subprocess
-from collections.abc import Callable, Iterator
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,29 +24,26 @@ HOST_ID = 200000
 
 @contextlib.contextmanager
 def user_namespace(host_id: int = HOST_ID, size: int = 65536) -> Iterator[Path]:
-    """A user namespace mapping 0..size-1 to host_id..: held by a forked child until the end."""
-    ready_r, ready_w = os.pipe()
-    done_r, done_w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: only async-signal-safe work until _exit
-        os.close(ready_r)
-        os.close(done_w)
-        code = 0 if ctypes.CDLL(None, use_errno=True).unshare(CLONE_NEWUSER) == 0 else 1
-        os.write(ready_w, bytes([code]))
-        os.read(done_r, 1)
-        os._exit(code)
-    os.close(ready_w)
-    os.close(done_r)
+    """A user namespace mapping 0..size-1 to host_id..: held by a process of its own until the
+    end. A new program, not a fork of this one: a fork of a test process that has loaded gRPC
+    gets gRPC's threads again in the child, and a multithreaded process can make no user
+    namespace (EINVAL)."""
+    holder = subprocess.Popen(
+        ["unshare", "--user", "sh", "-c", "echo ready; read _"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdin is not None and holder.stdout is not None
     try:
-        assert os.read(ready_r, 1) == b"\0", "unshare(CLONE_NEWUSER) failed"
-        Path(f"/proc/{pid}/uid_map").write_text(f"0 {host_id} {size}\n")
-        Path(f"/proc/{pid}/setgroups").write_text("deny")
-        Path(f"/proc/{pid}/gid_map").write_text(f"0 {host_id} {size}\n")
-        yield Path(f"/proc/{pid}/ns/user")
+        assert holder.stdout.readline() == "ready\n", "unshare --user failed"
+        Path(f"/proc/{holder.pid}/uid_map").write_text(f"0 {host_id} {size}\n")
+        Path(f"/proc/{holder.pid}/setgroups").write_text("deny")
+        Path(f"/proc/{holder.pid}/gid_map").write_text(f"0 {host_id} {size}\n")
+        yield Path(f"/proc/{holder.pid}/ns/user")
     finally:
-        os.close(done_w)
-        os.close(ready_r)
-        os.waitpid(pid, 0)
+        holder.stdin.close()
+        holder.wait(10)
 
 
 def test_idmapped_bind_shifts_owners(tmp_path: Path) -> None:
@@ -89,23 +86,24 @@ def test_missing_source_is_an_error(tmp_path: Path) -> None:
     )
 
 
-def _as_userns_root(userns: Path, where: Path, work: Callable[[], None]) -> int:
-    """Run `work` in `where` (its cwd, entered before: the test's own tmp dirs are closed to
-    others) in a child that joined the user namespace as its root; its exit status."""
-    pid = os.fork()
-    if pid == 0:
-        code = 1
-        try:
-            os.chdir(where)
-            fd = os.open(userns, os.O_RDONLY)
-            if ctypes.CDLL(None, use_errno=True).setns(fd, CLONE_NEWUSER) == 0:
-                os.setgid(0)
-                os.setuid(0)
-                work()
-                code = 0
-        finally:
-            os._exit(code)
-    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+_AS_USERNS_ROOT = """
+import ctypes, os, sys
+fd = os.open(sys.argv[1], os.O_RDONLY)
+if ctypes.CDLL(None, use_errno=True).setns(fd, 0x10000000) != 0:
+    sys.exit("setns: " + os.strerror(ctypes.get_errno()))
+os.setgid(0)
+os.setuid(0)
+exec(sys.argv[2])
+"""
+
+
+def _as_userns_root(userns: Path, where: Path, work: str) -> int:
+    """Run the Python `work` in `where` (its cwd, entered before: the test's own tmp dirs are
+    closed to others) in a new process that joined the user namespace as its root (a new
+    program, single-threaded, as setns needs); its exit status."""
+    return subprocess.run(
+        [sys.executable, "-I", "-S", "-c", _AS_USERNS_ROOT, str(userns), work], cwd=where
+    ).returncode
 
 
 def test_rootfs_on_idmapped_layers(tmp_path: Path) -> None:
@@ -126,11 +124,7 @@ def test_rootfs_on_idmapped_layers(tmp_path: Path) -> None:
             # the namespace's root writes at the top and over an image file (a copy-up)
             assert os.stat(merged).st_uid == HOST_ID
 
-            def write() -> None:
-                Path("new").write_text("n")
-                with open("etc/passwd", "a") as f:
-                    f.write("x:x:1:1::/:/bin/sh\n")
-
+            write = "open('new', 'w').write('n'); open('etc/passwd', 'a').write('x:x:1:1::/:/bin/sh\\n')"
             assert _as_userns_root(userns, merged, write) == 0
             assert os.stat(merged / "new").st_uid == HOST_ID
             assert (lower / "etc" / "passwd").read_text() == "root:x:0:0::/:/bin/sh\n"
