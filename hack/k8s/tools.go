@@ -11,4 +11,6 @@ import (
 	_ "k8s.io/kubernetes/cmd/kubectl"
 	_ "k8s.io/kubernetes/cmd/kubelet"
 	_ "k8s.io/kubernetes/test/e2e_node"
+	_ "k8s.io/kubernetes/test/images/agnhost"
+	_ "github.com/onsi/ginkgo/v2/ginkgo"
 )
