@@ -78,7 +78,10 @@ class ContainerQueries:
                     id=rec.id,
                     pod_sandbox_id=rec.pod_id,
                     metadata=cfg.metadata,
-                    image=api_pb2.ImageSpec(image=rec.image_name, user_specified_image=rec.image_name),
+                    image=api_pb2.ImageSpec(
+                        image=rec.image_name,
+                        user_specified_image=cfg.image.user_specified_image or rec.image_name,
+                    ),
                     image_ref=rec.image_ref,
                     image_id=rec.image_id,
                     state=CRI_STATE[rec.state],
@@ -116,7 +119,9 @@ def container_status(rec: ContainerRecord) -> api_pb2.ContainerStatus:
         started_at=rec.started_at,
         finished_at=rec.finished_at,
         exit_code=rec.exit_code,
-        image=api_pb2.ImageSpec(image=rec.image_name, user_specified_image=rec.image_name),
+        image=api_pb2.ImageSpec(
+            image=rec.image_name, user_specified_image=cfg.image.user_specified_image or rec.image_name
+        ),
         image_ref=rec.image_ref,
         image_id=rec.image_id,
         reason=rec.reason,

@@ -36,6 +36,8 @@ from cri_py.errors import (
     InvalidArgument,
     NotFound,
 )
+from cri_py.image import reference as refs
+from cri_py.image.model import ImageRecord
 from cri_py.image.service import ImageService
 from cri_py.oci.cgroups import cgroup_relpath, oci_resources, remove_cgroup
 from cri_py.oci.interface import ContainerRuntime, CreateOptions, ExecResult, NeverStarted
@@ -60,6 +62,28 @@ CLEANUP_TIMEOUT = 60.0
 # SIGKILL is repeated this often until the exit is seen, for at most KILL_DEADLINE
 KILL_RETRY = 2.0
 KILL_DEADLINE = 60.0
+
+
+def image_display_name(spec: api_pb2.ImageSpec, image: ImageRecord) -> str:
+    """The image name ContainerStatus reports, which kubelet shows as the container's image.
+
+    kubelet creates containers with the image's id in `image` and the pod's own string in
+    `user_specified_image`; the status names the image, not the id (containerd reports a repo
+    tag): the user's reference normalized, else `image` when it is one of the image's names,
+    else a tag or digest the image has, else the id.
+    """
+    if spec.user_specified_image:
+        with contextlib.suppress(InvalidArgument):
+            return str(refs.parse(spec.user_specified_image))
+    with contextlib.suppress(InvalidArgument):
+        named = str(refs.parse(spec.image))
+        if named in image.repo_tags or named in image.repo_digests:
+            return named
+    if image.repo_tags:
+        return image.repo_tags[0]
+    if image.repo_digests:
+        return image.repo_digests[0]
+    return spec.image or image.id
 
 
 class ContainerService:
@@ -195,7 +219,7 @@ class ContainerService:
                 config_b64=encode_message(config),
                 image_id=image.id,
                 image_ref=image.repo_digests[0] if image.repo_digests else image.id,
-                image_name=config.image.image,
+                image_name=image_display_name(config.image, image),
                 bundle=str(self.bundles_dir / cid),
                 log_path=log_path,
                 stop_signal=resolve_signal(config.stop_signal, str(image_cfg.get("StopSignal") or "")),

@@ -62,6 +62,23 @@ def test_exit_codes_and_reasons(cri: Any, registry: TestRegistry, tmp_path: Path
     assert st_bad.finished_at >= st_bad.started_at > 0
 
 
+def test_status_names_the_users_image_when_kubelet_creates_by_id(
+    cri: Any, registry: TestRegistry, tmp_path: Path
+) -> None:
+    # kubelet 1.36 creates with the image id and the pod's own string beside it; the status
+    # (what `kubectl get pod` shows as the container's image) names the image, not the id
+    pod = _pod(cri, tmp_path)
+    image_id = pull(cri, registry.busybox)
+    config = container_config(image_id, ["sleep", "60"], name="by-id")
+    config.image.user_specified_image = registry.busybox
+    cid = create_container(cri, pod[0], pod[1], config)
+    st = status(cri, cid)
+    assert (st.image.image, st.image.user_specified_image) == (registry.busybox, registry.busybox)
+    assert st.image_id == image_id
+    listed = cri.runtime.ListContainers(api_pb2.ListContainersRequest(), timeout=10).containers
+    assert [c.image.image for c in listed if c.id == cid] == [registry.busybox]
+
+
 def test_oom_killed(cri: Any, registry: TestRegistry, tmp_path: Path) -> None:
     pod = _pod(cri, tmp_path)
     cfg = container_config(registry.busybox, ["sh", "-c", "x=a; while true; do x=$x$x$x$x; done"], name="hog")
