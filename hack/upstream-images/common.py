@@ -16,6 +16,7 @@ import os
 import re
 import shutil
 import subprocess
+import tarfile
 import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -132,10 +133,85 @@ def debian_package(package: str) -> Path:
     return root
 
 
+def debian_source(package: str) -> Path:
+    """A Debian source package's files (.dsc, the pristine upstream tarball, Debian's changes):
+    `apt-get source --download-only` for this machine's release, through an apt state of its own
+    under the cache (a deb-src list of deb.debian.org; the host's sources and lists stay as they
+    are). The first fetch is kept: later builds use it without the network."""
+    root = CACHE / "debsrc" / package
+    if root.is_dir() and any(root.glob("*.dsc")):
+        return root
+    release = re.search(r"^VERSION_CODENAME=(\S+)$", Path("/etc/os-release").read_text(), re.M)
+    if release is None:
+        raise ImageBuildError("no VERSION_CODENAME in /etc/os-release: not a Debian release")
+    state = CACHE / "apt-src"
+    for sub in ("lists/partial", "archives/partial"):
+        (state / sub).mkdir(parents=True, exist_ok=True)
+    sources = state / "sources.list"
+    sources.write_text(
+        "deb-src [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] "
+        f"http://deb.debian.org/debian {release.group(1)} main\n"
+    )
+    options = [
+        f"-oDir::Etc::SourceList={sources}",
+        f"-oDir::Etc::SourceParts={state}/none",
+        f"-oDir::State::Lists={state}/lists",
+        f"-oDir::Cache={state}",
+        "-oDebug::NoLocking=1",
+    ]
+    subprocess.run(["apt-get", *options, "-q", "update"], check=True, capture_output=True)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=root.parent) as tmp:
+        os.chmod(tmp, 0o755)
+        fetched = subprocess.run(
+            ["apt-get", *options, "-q", "source", "--download-only", package],
+            cwd=tmp,
+            capture_output=True,
+            text=True,
+        )
+        if fetched.returncode != 0 or not list(Path(tmp).glob("*.dsc")):
+            raise ImageBuildError(f"apt-get source {package}: {fetched.stderr.strip()[-500:]}")
+        Path(tmp).rename(root)
+    return root
+
+
+def upstream_busybox() -> Path:
+    """busybox as upstream builds it (`make defconfig`, linked statically), from the pristine
+    upstream tarball of Debian's source package: the official busybox image is that, and the
+    specs rely on what upstream's ash does and Debian's patches change (Debian's ash drops
+    environment variables whose names are no shell identifiers; upstream's passes them on),
+    and on applets Debian leaves out (nmeter, pgrep, ipcs). Cached by version."""
+    source = debian_source("busybox")
+    tarball = next(source.glob("busybox_*.orig.tar.*"))
+    version = tarball.name.removeprefix("busybox_").split(".orig.tar")[0]
+    out = CACHE / "upstream-images" / "bin" / f"busybox-{version}-defconfig"
+    if out.exists():
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        with tarfile.open(tarball) as archive:
+            archive.extractall(tmp, filter="data")
+        tree = Path(tmp) / f"busybox-{version}"
+        subprocess.run(["make", "defconfig"], cwd=tree, check=True, capture_output=True)
+        config = tree / ".config"
+        config.write_text(config.read_text().replace("# CONFIG_STATIC is not set", "CONFIG_STATIC=y"))
+        built = subprocess.run(
+            ["make", f"-j{os.cpu_count() or 1}", "busybox"], cwd=tree, capture_output=True, text=True
+        )
+        if built.returncode != 0:
+            raise ImageBuildError(f"building busybox {version}: {built.stdout[-1500:]}{built.stderr[-1500:]}")
+        shutil.move(tree / "busybox", out)
+    return out
+
+
 def shared_libraries(binary: Path) -> list[tuple[str, Path]]:
     """(path in the image, host file) for every library `binary` loads, the loader included,
-    as this machine resolves them."""
-    out = subprocess.run(["ldd", str(binary)], capture_output=True, text=True, check=True).stdout
+    as this machine resolves them; none for a static binary."""
+    proc = subprocess.run(["ldd", str(binary)], capture_output=True, text=True)
+    if "not a dynamic executable" in proc.stdout + proc.stderr:
+        return []
+    proc.check_returncode()
+    out = proc.stdout
     libs: list[tuple[str, Path]] = []
     for line in out.splitlines():
         line = line.strip()
@@ -235,19 +311,22 @@ def busybox_binary() -> Path:
     return debian_package("busybox") / "bin" / "busybox"
 
 
-def busybox_tree() -> Tree:
+def busybox_tree(binary: Path | None = None) -> Tree:
     """A minimal busybox system: every applet a hard link in /bin (masking one path masks only
-    that applet), the stand-ins above, a root and nobody user, the usual top-level dirs."""
-    binary = busybox_binary()
-    applets = subprocess.run(
-        [str(binary), "--list"], capture_output=True, text=True, check=True
-    ).stdout.split()
+    that applet), the stand-ins above for applets the build lacks, a root and nobody user, the
+    usual top-level dirs. `binary` defaults to Debian's busybox (busybox_binary)."""
+    binary = binary or busybox_binary()
+    applets = set(
+        subprocess.run([str(binary), "--list"], capture_output=True, text=True, check=True).stdout.split()
+    )
     tree = Tree()
     add_binary(tree, "bin/busybox", binary)
-    for applet in sorted(set(applets) - {"busybox"}):
+    for applet in sorted(applets - {"busybox"}):
         tree.hardlink(f"bin/{applet}", "bin/busybox")
-    tree.file("bin/pgrep", PGREP, mode=0o755)
-    tree.copy("bin/ipcs", compile_c(IPCS_C, "ipcs"), mode=0o755)
+    if "pgrep" not in applets:
+        tree.file("bin/pgrep", PGREP, mode=0o755)
+    if "ipcs" not in applets:
+        tree.copy("bin/ipcs", compile_c(IPCS_C, "ipcs"), mode=0o755)
     tree.symlink("sbin", "bin")
     tree.dir("usr")
     tree.symlink("usr/bin", "../bin")
