@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 CONFIG ?= /etc/cri-py/cri-py.yaml
 CNI_CONF_DIR ?= /etc/cni/net.d
 
-.PHONY: node-test-evented-pleg install run test lint typecheck unit e2e critest proto bench clean-test-leftovers k8s node node-down node-test
+.PHONY: node-test-evented-pleg install run test lint typecheck unit e2e critest proto bench clean-test-leftovers k8s node node-down node-test node-conformance
 
 install:
 	hack/install-deps.sh
@@ -64,6 +64,15 @@ node-test: install k8s
 # the same suite with kubelet's alpha EventedPLEG: pod state from GetContainerEvents, not relisting
 node-test-evented-pleg: install k8s
 	NODE_FEATURE_GATES=EventedPLEG=true $(VENV)/bin/pytest -q tests/node
+
+# Kubernetes' node e2e suite (test/e2e_node v1.36.3, focus [NodeConformance]) with kubelet on a
+# cri-py of its own, on a node of its own (network namespace cripy-nconf-*, cgroup subtree, own
+# mounts); builds kubelet, e2e_node.test, ginkgo and the suite's images when absent. A failing or
+# skipped spec outside hack/node-conformance/expectations.py fails it. RUNTIME=containerd runs the
+# same node on containerd 2.x (hack/peers) instead; NODE_CONFORMANCE_ARGS passes --focus etc.
+RUNTIME ?= cri-py
+node-conformance: install
+	$(PY) hack/node-conformance/run --runtime $(RUNTIME) $(NODE_CONFORMANCE_ARGS)
 
 proto:
 	hack/gen-proto.sh
