@@ -1,12 +1,13 @@
 """How the node e2e suite (e2e_node.test, run by ginkgo) is driven on the node.
 
-The suite starts etcd, the API server (both in its own process, on 127.0.0.1 of the node) and
-kubelet (the built binary, as a child: systemd-run is not usable in the node), then runs the
-focused specs against the API server. What it is given here:
+The suite starts etcd and the API server (in its own process, on 127.0.0.1 of the node) and
+kubelet (the built binary, through `systemd-run`: the node's units, so its restart specs can
+restart it), then runs the focused specs against the API server. What it is given here:
 
 - the base KubeletConfiguration this host needs: cgroupfs and cgroup v1 (failCgroupV1: false),
-  swap off, the pod CIDR of the node's CNI network, resolv.conf of the node, the upstream
-  suite's eviction and sync settings (test/e2e_node/jenkins/default-kubelet-config.yaml);
+  swap off, the pod CIDR of the node's CNI network, resolv.conf of the node, /system for the
+  node's other processes, the upstream suite's eviction and sync settings
+  (test/e2e_node/jenkins/default-kubelet-config.yaml);
 - kubelet flags: the runtime's cgroup and the node's address;
 - the runtime endpoint, process name and pid file (specs that look at the runtime's cgroup);
 - --prepull-images=false: every image is pulled by the specs themselves, from the node's
