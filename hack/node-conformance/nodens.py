@@ -217,6 +217,40 @@ class Node:
         return subprocess.Popen(command, preexec_fn=join_cgroups, **popen)  # type: ignore[call-overload,no-any-return]
 
 
+OWNER_FILE = "owner.pid"
+
+
+def claim(workdir: Path) -> None:
+    """Mark workdir as this process's node (written before any object of the node exists)."""
+    workdir.mkdir(parents=True)
+    (workdir / OWNER_FILE).write_text(f"{os.getpid()}\n")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def abandoned(work_root: Path) -> list[Node]:
+    """Nodes whose run was killed before it could remove them (SIGKILL, a crash, a reboot):
+    a work directory with an owner pid file naming a process that no longer exists. A node
+    being made or run right now has a live owner and is never listed."""
+    found = []
+    for workdir in sorted(work_root.glob(f"{PREFIX}-*")) if work_root.is_dir() else []:
+        try:
+            owner = int((workdir / OWNER_FILE).read_text())
+        except (OSError, ValueError):
+            continue
+        if not _alive(owner):
+            found.append(Node(workdir.name, workdir))
+    return found
+
+
 # --- inside: the node's view of the machine -------------------------------------------------
 
 
