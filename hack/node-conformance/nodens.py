@@ -18,7 +18,8 @@
   node; /etc/resolv.conf is the node's own, journalctl is hidden (no journald runs here: the
   suite copies kubelet's log file instead), and kubelet reads the kernel tunables it wants
   (vm.overcommit_memory=1, kernel.panic=10, kernel.panic_on_oops=1) from files of the node
-  instead of writing them host-wide.
+  instead of writing them host-wide. Its mounts are shared among themselves (as systemd makes
+  a node's), slaves of the host's: Bidirectional volume mounts work, none reaches the host.
 
 `Node.create()` makes the network namespace and cgroups, `Node.spawn()` starts a process inside
 (it calls `enter_view()` there first), `Node.destroy()` kills whatever still runs in the cgroups
@@ -308,6 +309,10 @@ def enter_view(workdir: Path, name: str, hierarchies: Sequence[str]) -> None:
         fake = tunables / key.replace("/", ".")
         fake.write_text(value + "\n")
         _mount("--bind", "-o", "ro", str(fake), str(path))
+    # a node's mounts are shared, as systemd makes them: Bidirectional volume mounts need their
+    # source shared (kubelet's pod volumes under /var/lib/kubelet). The node's mounts stay
+    # slaves of the host's, so nothing mounted in the node reaches the host.
+    _mount("--make-rshared", "/")
 
 
 def join_cgroup(pid: int, path: str, hierarchies: Sequence[str]) -> None:
