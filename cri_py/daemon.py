@@ -32,6 +32,7 @@ from cri_py.tasks import TaskOwner
 
 if TYPE_CHECKING:
     from cri_py.metrics.endpoint import MetricsEndpoint
+    from cri_py.metrics.inspect_api import InspectAPI
 
 log = logging.getLogger("cri_py.daemon")
 
@@ -57,6 +58,7 @@ class Daemon:
         self._root_lock: int = -1
         self._server: grpc.aio.Server | None = None
         self._metrics: MetricsEndpoint | None = None
+        self._inspect: InspectAPI | None = None
         self._stopping = asyncio.Event()
 
     @staticmethod
@@ -124,6 +126,8 @@ class Daemon:
                 except OSError as exc:
                     endpoint = f"{self.config.metrics.address}:{self.config.metrics.port}"
                     raise DaemonError(f"metrics: cannot listen on {endpoint}: {exc.strerror}") from None
+            if self.config.inspect_socket is not None:
+                await self._serve_inspect(self.config.inspect_socket)
             os.chmod(socket_path, 0o660)
             loop = asyncio.get_running_loop()
             loop.add_signal_handler(signal.SIGTERM, self._stopping.set)
@@ -148,6 +152,9 @@ class Daemon:
         if self._metrics is not None:
             await self._metrics.close()
             self._metrics = None
+        if self._inspect is not None:
+            await self._inspect.close()
+            self._inspect = None
         services = self._services
         if services is not None:
             await services.streaming.stop()  # ends exec sessions before their containers' services go
@@ -200,6 +207,19 @@ class Daemon:
         log.info("config reloaded", extra=changes or {"changes": "none"})
         for note in new.system_registries.ignored:
             log.warning("registries.conf setting not used", extra={"setting": note})
+
+    async def _serve_inspect(self, path: Path) -> None:
+        """CRI-O's inspect API for kubelet's cAdvisor; a live CRI-O on the socket is an error."""
+        from cri_py.metrics.inspect_api import InspectAPI
+
+        prepare_socket_path(path)
+        services = self.services
+        self._inspect = InspectAPI(path, services.containers.store, services.sandboxes, services.rootfs)
+        try:
+            await self._inspect.start()
+        except OSError as exc:
+            self._inspect = None
+            raise DaemonError(f"inspect_socket: cannot listen on {path}: {exc.strerror}") from None
 
 
 def _metrics_endpoint(daemon: Daemon, services: Services) -> MetricsEndpoint:

@@ -71,6 +71,8 @@ _SCHEMA: dict[str, Any] = {
     "auth_file": _STR,
     "signature_policy": _STR,
     "pinned_images": _STRLIST,
+    # "" = not served
+    "inspect_socket": _STR,
 }
 
 BUILTIN_RUNTIMES: dict[str, dict[str, Any]] = {
@@ -266,6 +268,7 @@ def _build(data: dict[str, Any], source: str) -> Config:
         auth_file=_optional_path(data, "auth_file", defaults.auth_file),
         signature_policy=_optional_path(data, "signature_policy", defaults.signature_policy),
         pinned_images=pinned,
+        inspect_socket=_optional_path(data, "inspect_socket", defaults.inspect_socket),
     )
     _check_binaries(config, source)
     return config

@@ -178,6 +178,9 @@ class Config:
     signature_policy: Path | None = Path("/etc/containers/policy.json")
     # images kubelet's garbage collection must keep: exact names, `prefix*`, `*keyword*`
     pinned_images: tuple[str, ...] = ()
+    # CRI-O's container inspect API for kubelet's cAdvisor (metrics/inspect_api.py), served on
+    # this socket, and containers' cgroups named crio-<id>; None = neither
+    inspect_socket: Path | None = None
 
     @functools.cached_property
     def effective_registries(self) -> RegistriesConf:

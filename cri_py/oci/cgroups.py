@@ -14,15 +14,16 @@ CGROUP_ROOT = Path("/sys/fs/cgroup")
 CONTAINER_PREFIX = "cri-py"
 
 
-def container_cgroups_path(parent: str, cid: str, driver: str) -> str:
-    """The OCI cgroupsPath: a path for cgroupfs, `slice:prefix:name` for systemd."""
+def container_cgroups_path(parent: str, cid: str, driver: str, prefix: str = CONTAINER_PREFIX) -> str:
+    """The OCI cgroupsPath: a path for cgroupfs, `slice:prefix:name` for systemd; the cgroup
+    is named `<prefix>-<cid>` (`.scope` with systemd)."""
     if driver == "systemd":
         slice_name = parent.rsplit("/", 1)[-1] if parent else "system.slice"
         if not slice_name.endswith(".slice"):
             slice_name = "system.slice"
-        return f"{slice_name}:{CONTAINER_PREFIX}:{cid}"
+        return f"{slice_name}:{prefix}:{cid}"
     parent = "/" + parent.strip("/") if parent.strip("/") else ""
-    return f"{parent}/{CONTAINER_PREFIX}-{cid}"
+    return f"{parent}/{prefix}-{cid}"
 
 
 def cgroup_relpath(cgroups_path: str, driver: str) -> str:

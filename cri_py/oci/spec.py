@@ -11,7 +11,7 @@ from typing import Any
 from cri_py.api import api_pb2
 from cri_py.errors import InvalidArgument
 from cri_py.oci import security
-from cri_py.oci.cgroups import clamp_oom_score_adj, container_cgroups_path, oci_resources
+from cri_py.oci.cgroups import CONTAINER_PREFIX, clamp_oom_score_adj, container_cgroups_path, oci_resources
 from cri_py.oci.devices import device_entry, host_devices
 from cri_py.oci.users import resolve_user
 from cri_py.validate.paths import resolve_beneath
@@ -75,6 +75,9 @@ class HostFacts:
     capabilities: frozenset[str] = frozenset(security.ALL_CAPABILITIES)
     # a cgroup hugetlb controller the runtime can use
     hugetlb: bool = True
+    # containers' cgroups are named <prefix>-<id>: "crio" where cAdvisor is to know them
+    # (metrics/inspect_api.py)
+    cgroup_prefix: str = CONTAINER_PREFIX
 
 
 def _mount(dest: str, typ: str, source: str, options: list[str]) -> dict[str, Any]:
@@ -326,7 +329,7 @@ def container_spec(
 
     linux_spec: dict[str, Any] = {
         "namespaces": _namespaces(pod, pid_ns),
-        "cgroupsPath": container_cgroups_path(pod.cgroup_parent, cid, host.cgroup_driver),
+        "cgroupsPath": container_cgroups_path(pod.cgroup_parent, cid, host.cgroup_driver, host.cgroup_prefix),
         "resources": resources,
         "sysctl": dict(pod.sysctls),
     }
@@ -474,7 +477,7 @@ def infra_spec(
     pause_id = 65535 if pod.maps(65535, 65535) else 0
     linux: dict[str, Any] = {
         "namespaces": _namespaces(pod, pid_ns),
-        "cgroupsPath": container_cgroups_path(pod.cgroup_parent, cid, host.cgroup_driver),
+        "cgroupsPath": container_cgroups_path(pod.cgroup_parent, cid, host.cgroup_driver, host.cgroup_prefix),
         "resources": {"devices": [{"allow": False, "access": "rwm"}]},
         "sysctl": dict(pod.sysctls),
         "maskedPaths": list(security.DEFAULT_MASKED_PATHS),

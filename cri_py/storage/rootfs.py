@@ -1,8 +1,10 @@
 """Container root filesystems: an overlay of the image layers with a per-container upper dir,
 or (storage_driver "vfs") a plain copy for filesystems without overlay.
 
-Layout under `<root>/rootfs`: `<id>/upper`, `<id>/work`, `<id>/merged` (the rootfs), and
-`l/<short>` symlinks to layer directories. The kernel copies mount options into one page, so
+Layout under `<root>/rootfs`: `<id>/diff` (the writable layer; `upper` in containers made
+before it had the name containers-storage gives it, which cAdvisor's CRI-O handler derives
+from the rootfs path), `<id>/work`, `<id>/merged` (the rootfs), and `l/<short>` symlinks to
+layer directories. The kernel copies mount options into one page, so
 an image with many layers would not fit with long paths; the short links give ~40 bytes per
 layer (about 90 layers), and beyond that the mount runs in a `mount` process whose working
 directory is `l/`, with 17 bytes per layer (about 230 layers; images allow 127).
@@ -77,12 +79,13 @@ class RootfsManager:
             return self._vfs(cdir, merged, layer_dirs)
         if sysmount.is_mountpoint(merged):
             return merged
-        for d in (cdir / "upper", cdir / "work", merged, self.links, self.empty):
+        upper = _upper_dir(cdir)
+        for d in (upper, cdir / "work", merged, self.links, self.empty):
             d.mkdir(parents=True, exist_ok=True)
         if userns is not None:
             return self._mount_idmapped(container_id, cdir, merged, layer_dirs, userns)
         names = [self._short_link(d) for d in reversed(layer_dirs)] or [self._short_link(self.empty)]
-        tail = f",upperdir={cdir / 'upper'},workdir={cdir / 'work'}"
+        tail = f",upperdir={upper},workdir={cdir / 'work'}"
         data = "lowerdir=" + ":".join(str(self.links / n) for n in names) + tail
         try:
             if len(data) <= sysmount.MOUNT_DATA_MAX:
@@ -159,7 +162,7 @@ class RootfsManager:
     def usage(self, container_id: str) -> tuple[int, int]:
         """Bytes and inodes of the container's writable layer."""
         cdir = self._dir(container_id)
-        return directory_usage(cdir / ("merged" if self.driver == "vfs" else "upper"))
+        return directory_usage(cdir / "merged" if self.driver == "vfs" else _upper_dir(cdir))
 
     def container_ids(self) -> list[str]:
         if not self.base.is_dir():
@@ -200,6 +203,11 @@ class RootfsManager:
             raise
         done.touch()
         return merged
+
+
+def _upper_dir(cdir: Path) -> Path:
+    legacy = cdir / "upper"
+    return legacy if legacy.is_dir() else cdir / "diff"
 
 
 def _scan_markers(layer: Path) -> tuple[list[str], list[str]]:

@@ -188,6 +188,8 @@ class CriPy(Runtime):
             },
             "streaming": {"address": "127.0.0.1", "port": 0},
             "registries": registries,
+            # kubelet's cAdvisor labels /metrics/cadvisor through it (the node's /run is its own)
+            "inspect_socket": "/var/run/crio/crio.sock",
         }
         self.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
 

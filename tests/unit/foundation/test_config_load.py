@@ -102,3 +102,12 @@ def test_metrics_are_off_by_default_and_on_loopback_when_enabled(tmp_path: Path)
         load_config(write(tmp_path / "c.yaml", "metrics:\n  port: 70000\n"))
     with pytest.raises(ConfigError, match="metrics.enabled"):
         load_config(write(tmp_path / "d.yaml", "metrics:\n  enabled: 'yes'\n"))
+
+
+def test_inspect_socket_is_off_unless_a_path_is_given(tmp_path: Path) -> None:
+    assert load_config(write(tmp_path / "a.yaml", "")).inspect_socket is None
+    assert load_config(write(tmp_path / "b.yaml", "inspect_socket: ''\n")).inspect_socket is None
+    on = load_config(write(tmp_path / "c.yaml", "inspect_socket: /var/run/crio/crio.sock\n"))
+    assert on.inspect_socket == Path("/var/run/crio/crio.sock")
+    with pytest.raises(ConfigError, match="inspect_socket"):
+        load_config(write(tmp_path / "d.yaml", "inspect_socket: [a]\n"))

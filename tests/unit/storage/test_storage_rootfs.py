@@ -41,3 +41,17 @@ def test_concurrent_creates_of_one_image_share_its_short_links(tmp_path: Path) -
     assert sorted(p.name for p in rootfs.links.iterdir()) == sorted(names)  # no temporary left
     for name in names:
         assert (rootfs.links / name).readlink() in layers
+
+
+def test_writable_layer_is_diff_and_an_older_upper_is_still_read(tmp_path: Path) -> None:
+    rootfs = RootfsManager(Config(root=tmp_path / "root", run_dir=tmp_path / "run"))
+    new = rootfs.base / "new"
+    (new / "diff").mkdir(parents=True)
+    (new / "diff" / "f").write_bytes(b"x" * 5000)
+    assert rootfs.usage("new")[0] >= 5000
+    # a container made before the rename keeps its upper directory
+    old = rootfs.base / "old"
+    (old / "upper").mkdir(parents=True)
+    (old / "upper" / "f").write_bytes(b"x" * 9000)
+    (old / "diff").mkdir()
+    assert rootfs.usage("old")[0] >= 9000
