@@ -42,7 +42,13 @@ from cri_py.image.service import ImageService
 from cri_py.oci.cgroups import cgroup_relpath, oci_resources, remove_cgroup
 from cri_py.oci.interface import ContainerRuntime, CreateOptions, ExecResult, NeverStarted
 from cri_py.oci.registry import RuntimeSet
-from cri_py.oci.spec import HostFacts, PodContext, container_spec, resolve_signal
+from cri_py.oci.spec import (
+    HostFacts,
+    PodContext,
+    container_spec,
+    create_missing_mount_sources,
+    resolve_signal,
+)
 from cri_py.pod import userns
 from cri_py.pod.context import pod_context
 from cri_py.pod.inflight import CreateCoalescer
@@ -240,6 +246,9 @@ class ContainerService:
                 if volumes
                 else {}
             )
+            made = await asyncio.to_thread(create_missing_mount_sources, list(config.mounts))
+            if made:
+                log.info("container %s: made missing mount sources %s", cid, made)
             spec_config = config
             if userns_map is not None:
                 spec_config = await asyncio.to_thread(self._idmap_volumes, cid, config, pod)

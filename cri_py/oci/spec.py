@@ -3,6 +3,7 @@ except reading the image's user database and the device nodes it names."""
 
 from __future__ import annotations
 
+import os
 import signal as signal_mod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -128,6 +129,21 @@ _PROPAGATION = {
     api_pb2.PROPAGATION_HOST_TO_CONTAINER: "rslave",
     api_pb2.PROPAGATION_BIDIRECTIONAL: "rshared",
 }
+
+
+def create_missing_mount_sources(mounts: list[api_pb2.Mount]) -> list[str]:
+    """Make the missing host paths of bind mounts as directories (0755), as containerd, CRI-O and
+    Docker do: kubelet passes a hostPath volume without a type through as it is, and its pods
+    (the node e2e suite's sample device plugin with /var/run/cdi, for one) rely on it. The
+    directories stay when the container goes: they are the host's, not the container's.
+    Returns the paths made."""
+    made = []
+    for m in mounts:
+        if m.image.image or not m.host_path or os.path.lexists(m.host_path):
+            continue
+        os.makedirs(m.host_path, mode=0o755, exist_ok=True)
+        made.append(m.host_path)
+    return made
 
 
 def cri_mounts(

@@ -79,6 +79,25 @@ def test_status_names_the_users_image_when_kubelet_creates_by_id(
     assert [c.image.image for c in listed if c.id == cid] == [registry.busybox]
 
 
+def test_missing_mount_source_is_made_as_a_directory(
+    cri: Any, registry: TestRegistry, tmp_path: Path
+) -> None:
+    # kubelet passes a hostPath volume without a type as it is; like containerd and CRI-O the
+    # runtime makes the missing source (the node e2e suite's device plugin mounts /var/run/cdi)
+    pod = _pod(cri, tmp_path)
+    source = tmp_path / "host" / "cdi"
+    config = container_config(registry.busybox, ["sleep", "60"], name="mounts")
+    config.mounts.append(api_pb2.Mount(container_path="/var/run/cdi", host_path=str(source)))
+    cid = create_container(cri, pod[0], pod[1], config)
+    start(cri, cid)
+    assert source.is_dir() and (source.stat().st_mode & 0o777) == 0o755
+    assert exec_sync(cri, cid, ["sh", "-c", "echo seen > /var/run/cdi/f"]).exit_code == 0
+    assert (source / "f").read_text() == "seen\n"  # the directory made is the one mounted
+    cri.runtime.StopContainer(api_pb2.StopContainerRequest(container_id=cid, timeout=0), timeout=30)
+    cri.runtime.RemoveContainer(api_pb2.RemoveContainerRequest(container_id=cid), timeout=30)
+    assert source.is_dir()  # the host's directory now, as with containerd and CRI-O
+
+
 def test_oom_killed(cri: Any, registry: TestRegistry, tmp_path: Path) -> None:
     pod = _pod(cri, tmp_path)
     cfg = container_config(registry.busybox, ["sh", "-c", "x=a; while true; do x=$x$x$x$x; done"], name="hog")

@@ -18,6 +18,7 @@ from cri_py.oci.spec import (
     PodContext,
     command_line,
     container_spec,
+    create_missing_mount_sources,
     cri_mounts,
     environment,
     infra_spec,
@@ -533,3 +534,21 @@ def test_user_namespace_of_the_pod(tmp_path: Path) -> None:
         host=HostFacts("cgroupfs", 0),
     )
     assert infra["process"]["user"] == {"uid": 0, "gid": 0}  # 65535 has no id in there
+
+
+def test_missing_mount_sources_are_made_as_directories(tmp_path: Path) -> None:
+    present = tmp_path / "present"
+    present.write_text("a file stays a file")
+    dangling = tmp_path / "dangling"
+    dangling.symlink_to(tmp_path / "nowhere")
+    mounts = [
+        api_pb2.Mount(container_path="/a", host_path=str(tmp_path / "new" / "deep")),
+        api_pb2.Mount(container_path="/b", host_path=str(present)),
+        api_pb2.Mount(container_path="/c", host_path=str(dangling)),
+        api_pb2.Mount(container_path="/d", image=api_pb2.ImageSpec(image="busybox")),
+    ]
+    assert create_missing_mount_sources(mounts) == [str(tmp_path / "new" / "deep")]
+    assert (tmp_path / "new" / "deep").is_dir()
+    assert present.read_text() == "a file stays a file"
+    assert not (tmp_path / "nowhere").exists()  # a symlink is the operator's: not followed
+    assert create_missing_mount_sources(mounts) == []
