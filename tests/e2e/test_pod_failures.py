@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import signal
 import sqlite3
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -45,12 +46,14 @@ def test_failed_infra_start_unwinds_the_pod(cri: Any) -> None:
     assert run_pod(cri, cfg)
 
 
-def test_failed_container_create_unwinds(cri: Any, registry: TestRegistry) -> None:
+def test_failed_container_create_unwinds(cri: Any, registry: TestRegistry, tmp_path: Path) -> None:
     cfg = pod_config()
     pod_id = run_pod(cri, cfg)
     before = _mounts_under(str(cri.root))
     ccfg = container_config(registry.busybox, ["/no/such/binary"])
-    ccfg.mounts.append(api_pb2.Mount(container_path="/data", host_path="/no/such/host/path"))
+    # a missing source is made (as containerd and CRI-O do); a dangling symlink is refused
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    ccfg.mounts.append(api_pb2.Mount(container_path="/data", host_path=str(tmp_path / "dangling")))
     with pytest.raises(grpc.RpcError) as err:
         create_container(cri, pod_id, cfg, ccfg)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
