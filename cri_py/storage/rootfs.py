@@ -101,7 +101,7 @@ class RootfsManager:
     ) -> Path:
         # the container's root writes its files into the upper dir through the overlay as the
         # host id it maps to; the upper dir's top belongs to it like the image's /
-        os.chown(cdir / "upper", userns.root_uid, userns.root_gid)
+        os.chown(_upper_dir(cdir), userns.root_uid, userns.root_gid)
         layers = list(reversed(layer_dirs)) or [self.empty]
         try:
             with idmap.idmapped_layers(layers, cdir / "idmap", userns.path) as names:
@@ -129,7 +129,7 @@ class RootfsManager:
 
     def _mount_in(self, cwd: Path, names: list[str], cdir: Path, merged: Path) -> None:
         """The overlay with the lower dirs named relative to `cwd` (mount(8) run there)."""
-        sysmount.overlay_in(cwd, names, merged, [f"upperdir={cdir / 'upper'}", f"workdir={cdir / 'work'}"])
+        sysmount.overlay_in(cwd, names, merged, [f"upperdir={_upper_dir(cdir)}", f"workdir={cdir / 'work'}"])
 
     def unmount(self, container_id: str) -> None:
         """Unmount the rootfs; idempotent. A busy mount is detached lazily."""
