@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +46,14 @@ def processes(daemon: Daemon, cmdline: bytes) -> list[int]:
     return found
 
 
+def running(daemon: Daemon, cmdline: bytes, count: int, timeout: float = 10.0) -> bool:
+    """Exactly `count` processes with this command line run (waiting up to `timeout`)."""
+    deadline = time.monotonic() + timeout
+    while len(processes(daemon, cmdline)) != count and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return len(processes(daemon, cmdline)) == count
+
+
 def test_conmon_killed_under_a_running_container(cri_factory: Any, registry: TestRegistry) -> None:
     cri: Daemon = cri_factory(registry.daemon_overrides())
     pull(cri, registry.busybox)
@@ -57,7 +67,8 @@ def test_conmon_killed_under_a_running_container(cri_factory: Any, registry: Tes
         api_pb2.ContainerStatusRequest(container_id=cid, verbose=True), timeout=10
     ).info["info"]
     conmon_pid = json.loads(info)["conmonPid"]
-    assert processes(cri, b"sleep\x003597\x00")
+    # StartContainer answers once runc's init was let go: it execs the command a moment later
+    assert running(cri, b"sleep\x003597\x00", 1)
     os.kill(conmon_pid, signal.SIGKILL)
     st = wait_state(cri, cid, api_pb2.CONTAINER_EXITED, timeout=30)
     assert st.exit_code == 137 and st.reason == "Error"
@@ -75,7 +86,7 @@ def test_conmon_killed_under_a_running_container(cri_factory: Any, registry: Tes
     start(cri, cid2)
     wait_state(cri, cid2, api_pb2.CONTAINER_RUNNING)
     assert exec_sync(cri, cid2, ["echo", "alive"]).stdout == b"alive\n"
-    assert len(processes(cri, b"sleep\x003597\x00")) == 1
+    assert running(cri, b"sleep\x003597\x00", 1)
     remove_all_and_check(cri)
 
 
@@ -92,14 +103,29 @@ exec /usr/sbin/runc "$@"
 """
 
 
-def hanging_runtime(tmp_path: Path, hangs: dict[str, int]) -> Path:
-    wrapper = tmp_path / "hang-runtime" / "runc-hang"
-    wrapper.parent.mkdir()
-    wrapper.write_text(HANG_WRAPPER)
-    wrapper.chmod(0o755)
-    for sub, seconds in hangs.items():
-        (wrapper.parent / f"hang-{sub}").write_text(str(seconds))
-    return wrapper
+@pytest.fixture
+def hanging_runtime(tmp_path: Path) -> Iterator[Callable[[dict[str, int]], Path]]:
+    """Makes the wrapper; its sleeps never outlive the test, also when it fails (they run in
+    sessions of their own once the daemon killed or lost the shell that started them)."""
+    lengths: set[int] = set()
+
+    def make(hangs: dict[str, int]) -> Path:
+        wrapper = tmp_path / "hang-runtime" / "runc-hang"
+        wrapper.parent.mkdir()
+        wrapper.write_text(HANG_WRAPPER)
+        wrapper.chmod(0o755)
+        for sub, seconds in hangs.items():
+            (wrapper.parent / f"hang-{sub}").write_text(str(seconds))
+            lengths.add(seconds)
+        return wrapper
+
+    try:
+        yield make
+    finally:
+        for seconds in lengths:
+            for pid in sleepers(seconds):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
 
 
 def sleepers(seconds: int) -> list[int]:
@@ -128,11 +154,11 @@ def other_pod_works(cri: Daemon, registry: TestRegistry) -> float:
 
 
 def test_a_hanging_runtime_call_ends_with_its_deadline(
-    cri_factory: Any, registry: TestRegistry, tmp_path: Path
+    cri_factory: Any, registry: TestRegistry, hanging_runtime: Callable[[dict[str, int]], Path]
 ) -> None:
     # `runc update` hangs (StartContainer runs no runc process since it releases runc's exec
     # FIFO itself; UpdateContainerResources always calls the runtime)
-    wrapper = hanging_runtime(tmp_path, {"update": 3591})
+    wrapper = hanging_runtime({"update": 3591})
     cri: Daemon = cri_factory({**registry.daemon_overrides(), "runtimes": {"hang": {"path": str(wrapper)}}})
     pull(cri, registry.busybox)
     cfg = pod_config()
@@ -164,9 +190,9 @@ def test_a_hanging_runtime_call_ends_with_its_deadline(
 
 
 def test_a_slow_runtime_create_is_found_by_the_retry(
-    cri_factory: Any, registry: TestRegistry, tmp_path: Path
+    cri_factory: Any, registry: TestRegistry, hanging_runtime: Callable[[dict[str, int]], Path]
 ) -> None:
-    wrapper = hanging_runtime(tmp_path, {"create": 12})
+    wrapper = hanging_runtime({"create": 12})
     cri: Daemon = cri_factory({**registry.daemon_overrides(), "runtimes": {"hang": {"path": str(wrapper)}}})
     pull(cri, registry.busybox)
     cfg = pod_config()
@@ -204,12 +230,12 @@ def create_container_with_deadline(
 
 
 def test_a_create_stuck_in_the_runtime_is_killed_when_given_up(
-    cri_factory: Any, registry: TestRegistry, tmp_path: Path
+    cri_factory: Any, registry: TestRegistry, hanging_runtime: Callable[[dict[str, int]], Path]
 ) -> None:
     """The daemon stops while conmon waits for a runtime that never answers: conmon, the
     runtime and what it started go with the create (the same path a create past its time
     limit takes); the next start unwinds the half-made container."""
-    wrapper = hanging_runtime(tmp_path, {"create": 3589})
+    wrapper = hanging_runtime({"create": 3589})
     cri: Daemon = cri_factory({**registry.daemon_overrides(), "runtimes": {"hang": {"path": str(wrapper)}}})
     pull(cri, registry.busybox)
     cfg = pod_config()
