@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import secrets
 import shutil
 from pathlib import Path
@@ -37,6 +38,8 @@ from cri_py.shim.ttrpc import ConnectionLost
 
 if TYPE_CHECKING:
     from cri_py.events import EventBus
+
+log = logging.getLogger("cri_py.shim")
 
 EXEC_OUTPUT_CAP = 16 * 1024 * 1024
 # the status of a container whose VM (shim) is gone: everything in it was killed
@@ -194,7 +197,8 @@ class ShimRuntime:
             client = TaskClient(self._pod_file(pod_id).read_text().strip())
         if client is not None:
             with contextlib.suppress(ConnectionLost, Internal, NotFound):
-                await client.shutdown(pod_id)
+                if not await client.shutdown(pod_id):
+                    log.warning("shim still connected after Shutdown", extra={"pod": pod_id})
             await client.close()
         for done in (self._pod_file(pod_id), self.exits_dir / pod_id):
             with contextlib.suppress(FileNotFoundError):

@@ -29,6 +29,8 @@ NAMESPACE = "cri-py"
 START_TIMEOUT = 60.0
 # how long one call may take (Create and Start boot the VM or the container)
 CALL_TIMEOUT = 120.0
+# how long a shim may take to exit once it answered Shutdown
+SHUTDOWN_WAIT = 5.0
 PROCESS_SPEC_TYPE = "types.containerd.io/opencontainers/runtime-spec/1/Process"
 RESOURCES_TYPE = "types.containerd.io/opencontainers/runtime-spec/1/LinuxResources"
 
@@ -150,12 +152,16 @@ class TaskClient:
         )
         await self._call("Update", request, pb.Empty(), 30.0)
 
-    async def shutdown(self, task_id: str) -> None:
-        """Ask the shim to exit; its connection closing is the answer it may give instead."""
+    async def shutdown(self, task_id: str) -> bool:
+        """Ask the shim to exit and wait (up to SHUTDOWN_WAIT) for it to close its connection,
+        which it does when it exits: once this returns True the shim has let go of its socket
+        and of what it ran. Its connection closing is also the answer it may give instead."""
         try:
             await self._call("Shutdown", pb.ShutdownRequest(id=task_id), pb.Empty(), 10.0)
         except (ConnectionLost, Internal, NotFound):
             pass
+        client = self._client
+        return client is None or await client.wait_closed(SHUTDOWN_WAIT)
 
     async def close(self) -> None:
         if self._client is not None:

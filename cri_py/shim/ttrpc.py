@@ -117,6 +117,14 @@ class Client:
                 if not future.done():
                     future.set_exception(lost)
 
+    async def wait_closed(self, time_limit: float) -> bool:
+        """Wait until the peer closes the connection (a shim that exits); False after time_limit."""
+        try:
+            await asyncio.wait_for(asyncio.shield(self._receiver), time_limit)
+        except TimeoutError:
+            return False
+        return True
+
     async def close(self) -> None:
         self._receiver.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):

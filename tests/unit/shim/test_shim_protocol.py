@@ -88,6 +88,44 @@ def test_calls_share_a_connection_and_errors_keep_their_code(tmp_path: Path) -> 
     asyncio.run(scenario())
 
 
+def test_shutdown_returns_once_the_shim_has_let_go_of_its_connection(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A shim answers Shutdown and exits a moment later: shutdown() waits for that exit (the
+    connection closing), and gives up after SHUTDOWN_WAIT with a shim that stays."""
+    from cri_py.shim import task
+
+    async def scenario() -> None:
+        linger = {"delay": 0.3}
+        closed: list[float] = []
+
+        async def shim(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            length, stream, _kind, _ = HEADER.unpack(await reader.readexactly(HEADER.size))
+            await reader.readexactly(length)
+            body = pb.TtrpcResponse().SerializeToString()
+            writer.write(HEADER.pack(len(body), stream, 2, 0) + body)
+            await writer.drain()
+            await asyncio.sleep(linger["delay"])
+            closed.append(asyncio.get_running_loop().time())
+            writer.close()
+
+        server = await asyncio.start_unix_server(shim, path=str(tmp_path / "shim.sock"))
+        tasks = TaskClient(f"unix://{tmp_path / 'shim.sock'}")
+        assert await tasks.shutdown("pod") is True
+        assert closed, "shutdown() returned before the shim closed its connection"
+        await tasks.close()
+        monkeypatch.setattr(task, "SHUTDOWN_WAIT", 0.2)
+        linger["delay"] = 5.0
+        tasks = TaskClient(f"unix://{tmp_path / 'shim.sock'}")
+        started = asyncio.get_running_loop().time()
+        assert await tasks.shutdown("pod") is False
+        assert asyncio.get_running_loop().time() - started < 2.0
+        await tasks.close()
+        server.close()
+
+    asyncio.run(scenario())
+
+
 def test_the_cri_log_marks_partial_lines_and_follows_rotation(tmp_path: Path) -> None:
     log_path = tmp_path / "c.log"
     log = CriLog(str(log_path), -1)
