@@ -6,12 +6,11 @@ not mounted, a container that just exited).
 
 from __future__ import annotations
 
-import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from cri_py.oci.cgroups import CGROUP_ROOT
+from cri_py.oci.cgroups import CGROUP_ROOT, read_int, read_kv
 
 _TICK_NS = 1_000_000_000 // (os.sysconf("SC_CLK_TCK") or 100)
 
@@ -40,23 +39,6 @@ class CgroupSample:
     threads_max: int = 0  # 0 = unlimited
 
 
-def _int(path: Path) -> int:
-    try:
-        return int(path.read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return 0
-
-
-def _kv(path: Path) -> dict[str, int]:
-    out: dict[str, int] = {}
-    with contextlib.suppress(OSError):
-        for line in path.read_text().splitlines():
-            key, _, value = line.partition(" ")
-            with contextlib.suppress(ValueError):
-                out[key] = int(value)
-    return out
-
-
 def _lines(path: Path) -> int:
     try:
         return sum(1 for line in path.read_text().splitlines() if line.strip())
@@ -76,31 +58,31 @@ def _read_v1(root: Path, relpath: str) -> CgroupSample | None:
     cpuacct, cpu, memory, pids = (root / c / relpath for c in ("cpuacct", "cpu", "memory", "pids"))
     if not cpuacct.is_dir() and not memory.is_dir():
         return None
-    ticks = _kv(cpuacct / "cpuacct.stat")
-    throttle = _kv(cpu / "cpu.stat")
-    mem = _kv(memory / "memory.stat")
-    usage = _int(memory / "memory.usage_in_bytes")
+    ticks = read_kv(cpuacct / "cpuacct.stat")
+    throttle = read_kv(cpu / "cpu.stat")
+    mem = read_kv(memory / "memory.stat")
+    usage = read_int(memory / "memory.usage_in_bytes")
     pids_max = (pids / "pids.max").read_text().strip() if (pids / "pids.max").exists() else "max"
     return CgroupSample(
-        cpu_total_ns=_int(cpuacct / "cpuacct.usage"),
+        cpu_total_ns=read_int(cpuacct / "cpuacct.usage"),
         cpu_user_ns=ticks.get("user", 0) * _TICK_NS,
         cpu_system_ns=ticks.get("system", 0) * _TICK_NS,
         cfs_periods=throttle.get("nr_periods", 0),
         cfs_throttled_periods=throttle.get("nr_throttled", 0),
         cfs_throttled_ns=throttle.get("throttled_time", 0),
         memory_usage=usage,
-        memory_max_usage=_int(memory / "memory.max_usage_in_bytes"),
+        memory_max_usage=read_int(memory / "memory.max_usage_in_bytes"),
         working_set=max(0, usage - mem.get("total_inactive_file", 0)),
         rss=mem.get("total_rss", 0),
         cache=mem.get("total_cache", 0),
         swap=mem.get("total_swap", 0),
         mapped_file=mem.get("total_mapped_file", 0),
-        failcnt=_int(memory / "memory.failcnt"),
+        failcnt=read_int(memory / "memory.failcnt"),
         pgfault=mem.get("total_pgfault", 0),
         pgmajfault=mem.get("total_pgmajfault", 0),
-        oom_kills=_kv(memory / "memory.oom_control").get("oom_kill", 0),
+        oom_kills=read_kv(memory / "memory.oom_control").get("oom_kill", 0),
         processes=_lines(pids / "cgroup.procs") if pids.is_dir() else _lines(cpuacct / "cgroup.procs"),
-        threads=_int(pids / "pids.current"),
+        threads=read_int(pids / "pids.current"),
         threads_max=int(pids_max) if pids_max.isdigit() else 0,
     )
 
@@ -108,9 +90,9 @@ def _read_v1(root: Path, relpath: str) -> CgroupSample | None:
 def _read_v2(base: Path) -> CgroupSample | None:
     if not base.is_dir():
         return None
-    cpu = _kv(base / "cpu.stat")
-    mem = _kv(base / "memory.stat")
-    usage = _int(base / "memory.current")
+    cpu = read_kv(base / "cpu.stat")
+    mem = read_kv(base / "memory.stat")
+    usage = read_int(base / "memory.current")
     pids_max = (base / "pids.max").read_text().strip() if (base / "pids.max").exists() else "max"
     return CgroupSample(
         cpu_total_ns=cpu.get("usage_usec", 0) * 1000,
@@ -120,17 +102,17 @@ def _read_v2(base: Path) -> CgroupSample | None:
         cfs_throttled_periods=cpu.get("nr_throttled", 0),
         cfs_throttled_ns=cpu.get("throttled_usec", 0) * 1000,
         memory_usage=usage,
-        memory_max_usage=_int(base / "memory.peak"),
+        memory_max_usage=read_int(base / "memory.peak"),
         working_set=max(0, usage - mem.get("inactive_file", 0)),
         rss=mem.get("anon", 0),
         cache=mem.get("file", 0),
-        swap=_int(base / "memory.swap.current"),
+        swap=read_int(base / "memory.swap.current"),
         mapped_file=mem.get("file_mapped", 0),
-        failcnt=_kv(base / "memory.events").get("max", 0),
+        failcnt=read_kv(base / "memory.events").get("max", 0),
         pgfault=mem.get("pgfault", 0),
         pgmajfault=mem.get("pgmajfault", 0),
-        oom_kills=_kv(base / "memory.events").get("oom_kill", 0),
+        oom_kills=read_kv(base / "memory.events").get("oom_kill", 0),
         processes=_lines(base / "cgroup.procs"),
-        threads=_int(base / "pids.current"),
+        threads=read_int(base / "pids.current"),
         threads_max=int(pids_max) if pids_max.isdigit() else 0,
     )

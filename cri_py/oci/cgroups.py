@@ -118,14 +118,16 @@ class CgroupUsage:
     pids: int
 
 
-def _read_int(path: Path) -> int:
+def read_int(path: Path) -> int:
+    """The first number of a cgroup file; 0 when it is absent or not a number."""
     try:
         return int(path.read_text().split()[0])
     except (OSError, ValueError, IndexError):
         return 0
 
 
-def _read_kv(path: Path) -> dict[str, int]:
+def read_kv(path: Path) -> dict[str, int]:
+    """A cgroup `key value` file (memory.stat, ...); {} when it is absent."""
     out: dict[str, int] = {}
     with contextlib.suppress(OSError):
         for line in path.read_text().splitlines():
@@ -147,9 +149,9 @@ def read_usage(relpath: str) -> CgroupUsage | None:
         base = CGROUP_ROOT / relpath
         if not base.is_dir():
             return None
-        cpu = _read_kv(base / "cpu.stat").get("usage_usec", 0) * 1000
-        mem = _read_kv(base / "memory.stat")
-        usage = _read_int(base / "memory.current")
+        cpu = read_kv(base / "cpu.stat").get("usage_usec", 0) * 1000
+        mem = read_kv(base / "memory.stat")
+        usage = read_int(base / "memory.current")
         limit_text = ""
         with contextlib.suppress(OSError):
             limit_text = (base / "memory.max").read_text().strip()
@@ -157,26 +159,26 @@ def read_usage(relpath: str) -> CgroupUsage | None:
         ws = max(0, usage - mem.get("inactive_file", 0))
         return CgroupUsage(
             now, cpu, usage, ws, mem.get("anon", 0), mem.get("pgfault", 0), mem.get("pgmajfault", 0),
-            limit, _read_int(base / "pids.current"),
+            limit, read_int(base / "pids.current"),
         )  # fmt: skip
     cpuacct = CGROUP_ROOT / "cpuacct" / relpath
     memory = CGROUP_ROOT / "memory" / relpath
     if not cpuacct.is_dir() and not memory.is_dir():
         return None
-    mem = _read_kv(memory / "memory.stat")
-    usage = _read_int(memory / "memory.usage_in_bytes")
-    limit = _read_int(memory / "memory.limit_in_bytes")
+    mem = read_kv(memory / "memory.stat")
+    usage = read_int(memory / "memory.usage_in_bytes")
+    limit = read_int(memory / "memory.limit_in_bytes")
     ws = max(0, usage - mem.get("total_inactive_file", 0))
     return CgroupUsage(
         now,
-        _read_int(cpuacct / "cpuacct.usage"),
+        read_int(cpuacct / "cpuacct.usage"),
         usage,
         ws,
         mem.get("total_rss", 0),
         mem.get("total_pgfault", 0),
         mem.get("total_pgmajfault", 0),
         0 if limit >= _UNLIMITED else limit,
-        _read_int(CGROUP_ROOT / "pids" / relpath / "pids.current"),
+        read_int(CGROUP_ROOT / "pids" / relpath / "pids.current"),
     )
 
 
