@@ -6,6 +6,7 @@ from __future__ import annotations
 import sqlite3
 import subprocess
 import time
+from pathlib import Path
 from typing import Any
 
 from tests.e2e.daemon import E2E_BRIDGE, Daemon
@@ -96,3 +97,16 @@ def rpc_died(call: Any) -> None:
         ), exc
     else:
         raise AssertionError("the RPC succeeded: its failpoint was not reached")
+
+
+def processes(daemon: Daemon, cmdline: bytes) -> list[int]:
+    """Processes with this command line in the daemon's own cgroup parent."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and (proc / "cmdline").read_bytes() == cmdline:
+                if f"cri-py-e2e-{daemon.workdir.name}" in (proc / "cgroup").read_text():
+                    found.append(int(proc.name))
+        except OSError:
+            continue
+    return found

@@ -6,7 +6,6 @@ fixture's own leftover check)."""
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Any
 
 import grpc
@@ -16,7 +15,7 @@ from cri_py import failpoints
 from cri_py.api import api_pb2
 from tests.e2e import registry_fixtures
 from tests.e2e.daemon import Daemon
-from tests.e2e.fault_support import remove_all_and_check, restart_disarmed, rpc_died, wait_died
+from tests.e2e.fault_support import processes, remove_all_and_check, restart_disarmed, rpc_died, wait_died
 from tests.e2e.registry_fixtures import TestRegistry
 from tests.e2e.test_pod_support import (
     container_config,
@@ -99,9 +98,9 @@ def test_create_container_killed_after_runtime_create_converges(
     # one container process: the one the first create made is gone (the new one may still be
     # `runc init` for a moment after StartContainer answers)
     deadline = time.monotonic() + 10
-    while not _processes(cri, b"sleep\x003599\x00") and time.monotonic() < deadline:
+    while not processes(cri, b"sleep\x003599\x00") and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert len(_processes(cri, b"sleep\x003599\x00")) == 1
+    assert len(processes(cri, b"sleep\x003599\x00")) == 1
     remove_all_and_check(cri)
 
 
@@ -168,16 +167,3 @@ def test_pull_killed_mid_unpack_converges(cri_factory: Any, registry: TestRegist
 def test_an_unknown_failpoint_is_refused_at_start(cri_factory: Any, registry: TestRegistry) -> None:
     with pytest.raises(RuntimeError, match="unknown failpoints: no-such-point"):
         cri_factory(registry.daemon_overrides(), env={failpoints.ENV: "no-such-point"})
-
-
-def _processes(daemon: Daemon, cmdline: bytes) -> list[int]:
-    """Processes with this command line in the daemon's own cgroup parent."""
-    found = []
-    for proc in Path("/proc").iterdir():
-        try:
-            if proc.name.isdigit() and (proc / "cmdline").read_bytes() == cmdline:
-                if f"cri-py-e2e-{daemon.workdir.name}" in (proc / "cgroup").read_text():
-                    found.append(int(proc.name))
-        except OSError:
-            continue
-    return found

@@ -17,7 +17,7 @@ import pytest
 from cri_py.api import api_pb2
 from tests.e2e import registry_fixtures
 from tests.e2e.daemon import Daemon
-from tests.e2e.fault_support import remove_all_and_check
+from tests.e2e.fault_support import processes, remove_all_and_check
 from tests.e2e.registry_fixtures import TestRegistry
 from tests.e2e.test_pod_support import (
     container_config,
@@ -31,19 +31,6 @@ from tests.e2e.test_pod_support import (
 )
 
 registry = registry_fixtures.registry
-
-
-def processes(daemon: Daemon, cmdline: bytes) -> list[int]:
-    """Processes with this command line in the daemon's own cgroup parent."""
-    found = []
-    for proc in Path("/proc").iterdir():
-        try:
-            if proc.name.isdigit() and (proc / "cmdline").read_bytes() == cmdline:
-                if f"cri-py-e2e-{daemon.workdir.name}" in (proc / "cgroup").read_text():
-                    found.append(int(proc.name))
-        except OSError:
-            continue
-    return found
 
 
 def running(daemon: Daemon, cmdline: bytes, count: int, timeout: float = 10.0) -> bool:
