@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shlex
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,7 +78,21 @@ def own_net(name: str, subnet: str, bridge: str, workdir: Path) -> BenchNet:
     return BenchNet(f"crib-{name}", bridge, subnet, workdir / f"ipam-{name}")
 
 
+def _pid_alive(pid: int) -> bool:
+    return Path(f"/proc/{pid}").exists()
+
+
+def remove_stale_guards() -> None:
+    """Guards owned by a bench process that is gone (killed before its cleanup ran)."""
+    rules = subprocess.run(["iptables", "-w", "-S", "FORWARD"], capture_output=True, text=True).stdout
+    for line in rules.splitlines():
+        match = re.search(r'--comment "cri-bench guard (\d+)"', line)
+        if match and not _pid_alive(int(match.group(1))):
+            subprocess.run(["iptables", "-w", "-D", *shlex.split(line)[1:]], capture_output=True)
+
+
 def add_guard(owner: str = "", subnet: str = BENCH_SUPERNET) -> None:
+    remove_stale_guards()
     if subprocess.run(["iptables", "-w", "-C", *_guard(owner, subnet)], capture_output=True).returncode != 0:
         run(["iptables", "-w", "-I", *_guard(owner, subnet)])
 

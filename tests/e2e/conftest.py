@@ -67,6 +67,9 @@ def pod_network_guard() -> Iterator[None]:
         yield
         return
     had_portmap_chains = portmap_chains_exist()
+    # the host lock is ours: a copy already there was left by a session that was killed
+    while subprocess.run(["iptables", "-w", "-D", *GUARD_RULE], capture_output=True).returncode == 0:
+        pass
     subprocess.run(["iptables", "-w", "-I", *GUARD_RULE], check=True)
     try:
         yield
