@@ -58,28 +58,3 @@ EXPECTED_SKIPS: dict[str, str] = {
 
 def reason(name: str, table: dict[str, str]) -> str:
     return next((why for key, why in table.items() if key in name), "")
-
-
-# `make test` runs the focus without these (hack/node-conformance/run --subset): together they
-# take most of the 80 minutes of the whole focus. Each is a group of specs that wait by design (probe periods, back-offs,
-# grace periods, pods kept pending for minutes) or that restart kubelet or the runtime.
-SUBSET_SKIPS: dict[str, str] = {
-    "Serial": "one at a time, after everything else: kubelet restarts, configuration changes, GC",
-    "Slow": "minutes each by design (back-off caps, pods that must stay pending for 5 minutes)",
-    "Disruptive": "restarts kubelet or the runtime",
-    "Flaky": "upstream marks them unreliable",
-    "Probing container": "probe periods and failure thresholds: about 100 s a spec",
-    "Probing restartable init container": "the same for sidecars",
-    "Containers Lifecycle": "129 specs, 20 s on average: start, restart and termination orderings",
-    "Device Plugin": "device plugin registration and health waits",
-    "Pods should": "back-off and restart timing",
-    "ContainerMetrics": "two minutes of scrapes by design; fails here anyway (MACHINE_FAILURES)",
-    # not for time: it fails on cri-py (docs/conformance.md); the whole focus reports it
-    "Summary API": "fails on cri-py: pod network and process stats (docs/conformance.md)",
-}
-
-
-def subset_skip_regex() -> str:
-    """For ginkgo's --skip (Go's RE2): the keys as literal text, alternatives of one regex."""
-    special = set("\\.^$*+?()[]{}|")
-    return "|".join("".join("\\" + c if c in special else c for c in key) for key in SUBSET_SKIPS)

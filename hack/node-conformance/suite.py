@@ -118,7 +118,10 @@ def in_focus(name: str, focus: str, skip: str) -> bool:
 
 
 def spec_name(report: dict[str, Any]) -> str:
-    return " ".join([*(report.get("ContainerHierarchyTexts") or []), report.get("LeafNodeText", "")]).strip()
+    """The spec's full text as ginkgo matches --focus against it: the non-empty texts of its
+    containers and its own, joined by spaces."""
+    texts = [*(report.get("ContainerHierarchyTexts") or []), report.get("LeafNodeText", "")]
+    return " ".join(text for text in texts if text)
 
 
 def read_results(report_json: Path) -> list[SpecResult]:
