@@ -68,7 +68,13 @@ for arg do
     [ $n -le "$globals" ] && set -- "$@" "$arg"
 done
 
+# The holder needs conmon's stdin: it is the container's (`runsc start` hands it over), a pipe
+# that stays open until the first attach closes it (stdin_once) or conmon exits. A background
+# list of a non-interactive shell starts with /dev/null as its stdin (POSIX), and a `sh` in the
+# container would read EOF from it at once and exit, so it comes through fd 9.
+exec 9<&0
 (
+    exec <&9 9<&-
     # never started (stopped or removed while created): SIGKILL ends the wait, conmon records 137
     read -r _ < "$state/start" || exit 137
     "$runsc" "$@" --log="$state/start.log" --log-format=json start "$cid"
@@ -89,5 +95,6 @@ done
     code=${code%%[!0-9]*}
     exit $((${code:-255} & 255))
 ) &
+exec 9<&-
 echo $! > "$state/holder"
 echo $! > "$pid_file"

@@ -4,6 +4,7 @@ whose sandbox died. runc runs the same checks, so each one is known to be able t
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -20,6 +21,7 @@ import pytest
 from cri_py.api import api_pb2
 from tests.e2e import registry_fixtures
 from tests.e2e.registry_fixtures import TestRegistry
+from tests.e2e.stream_client import open_command
 from tests.e2e.test_pod_support import (
     container_config,
     create_container,
@@ -255,3 +257,38 @@ def test_a_gvisor_pod_cannot_share_the_nodes_pid_or_ipc(cri: Any, registry: Test
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert f"node's {field.upper()} namespace" in (err.value.details() or "")
     assert not cri.runtime.ListPodSandbox(api_pb2.ListPodSandboxRequest(), timeout=10).items
+
+
+@pytest.mark.parametrize("handler", HANDLERS)
+def test_a_shell_on_stdin_waits_for_its_first_attach(cri: Any, registry: TestRegistry, handler: str) -> None:
+    """`stdin: true, stdinOnce: true` (kubectl run -i, critest's attach spec): the container's
+    stdin stays open, with nobody writing to it, until the first attach closes it. Under gVisor
+    the holder of gvisor_monitor.sh once handed /dev/null on to the container (a background
+    list's stdin in sh), so its shell read EOF and exited as soon as it started."""
+    cfg = pod_config()
+    pod_id = run_pod(cri, cfg, handler=handler)
+    shell = container_config(registry.ipc, ["sh"], name="shell", stdin=True, stdin_once=True)
+    cid = create_container(cri, pod_id, cfg, shell)
+    start(cri, cid)
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline:
+        st = status(cri, cid)
+        assert st.state == api_pb2.CONTAINER_RUNNING, st
+        time.sleep(0.1)
+
+    url = cri.runtime.Attach(
+        api_pb2.AttachRequest(container_id=cid, stdin=True, stdout=True, stderr=True), timeout=10
+    ).url
+
+    async def attach() -> None:
+        session = await open_command(url, "spdy", stdin=True)
+        await session.write_stdin(b"echo hello from $0\n")
+        await session.read_stdout_until(b"hello from sh\n")
+        # stdin_once: the first attach's EOF is the container's, and its shell exits
+        await session.close_stdin()
+        result = await session.finish()
+        assert (result.stdout, result.stderr, result.exit_code) == (b"hello from sh\n", b"", 0), result
+
+    asyncio.run(attach())
+    st = wait_state(cri, cid, api_pb2.CONTAINER_EXITED)
+    assert st.exit_code == 0, st
