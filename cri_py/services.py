@@ -25,7 +25,7 @@ from cri_py.events import EventBus
 from cri_py.image.service import ImageService
 from cri_py.metrics.pod_metrics import PodMetrics
 from cri_py.network.manager import NetworkManager
-from cri_py.oci.cgroups import CONTAINER_PREFIX, hugetlb_available, own_oom_score_adj
+from cri_py.oci.cgroups import CADVISOR_PREFIX, CONTAINER_PREFIX, hugetlb_available, own_oom_score_adj
 from cri_py.oci.registry import RuntimeSet
 from cri_py.oci.security import host_capabilities
 from cri_py.oci.spec import HostFacts
@@ -63,7 +63,7 @@ class Services:
             host_capabilities(),
             hugetlb=hugetlb_available(),
             # cAdvisor's CRI-O handler claims only crio-<id> cgroups (metrics/inspect_api.py)
-            cgroup_prefix="crio" if config.inspect_socket else CONTAINER_PREFIX,
+            cgroup_prefix=CADVISOR_PREFIX if config.inspect_socket else CONTAINER_PREFIX,
         )
         runtimes = RuntimeSet(config, events)
         sandboxes = SandboxStore(db, events)

@@ -10,8 +10,12 @@ With `inspect_socket` set, the daemon answers that contract there and names its 
 cgroups that way (oci/cgroups.py); without, cAdvisor sees cri-py's cgroups as anonymous ones
 and /metrics/cadvisor has no pod, namespace or container labels.
 
-A pod is answered for too (as `POD`, CRI-O's infra container) when it has an infra process
-in a cgroup of its own: cAdvisor reads the pod's network counters through that pid.
+A pod is answered for too (as `POD`, CRI-O's infra container), which cAdvisor finds as the
+cgroup named for the sandbox id: its infra process's, or the empty one a pod without an infra
+process gets in its place (SandboxRecord.stats_cgroup). cAdvisor reads the pod's network
+counters through the pid answered: the infra process, else (as CRI-O does for a pod whose
+infra container it drops) a running container of the pod, which is in the pod's network
+namespace too; 0 while there is none, and cAdvisor asks again.
 Only GET is served; everything is read from the committed records, nothing changes.
 """
 
@@ -25,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from cri_py.container.model import ContainerRecord
+from cri_py.container.state import ContainerState
 from cri_py.container.store import ContainerStore
 from cri_py.metrics import http
 from cri_py.pod.model import SandboxRecord
@@ -105,9 +110,14 @@ class InspectAPI:
         if rec is not None:
             return container_document(rec, self.sandboxes.current(rec.pod_id), self.rootfs)
         pod = self.sandboxes.current(cid)
-        if pod is not None and pod.infra:
-            return infra_document(pod)
+        if pod is not None and (pod.infra or pod.stats_cgroup):
+            return infra_document(pod, pod.infra_pid or self._network_pid(pod.id))
         return None
+
+    def _network_pid(self, pod_id: str) -> int:
+        """The pid of a running container of the pod (the longest running first), 0 = none."""
+        running = [r for r in self.containers.in_pod(pod_id) if r.state == ContainerState.RUNNING and r.pid]
+        return min(running, key=lambda r: r.started_at).pid if running else 0
 
 
 def _ips(pod: SandboxRecord | None) -> tuple[str, list[str]]:
@@ -136,7 +146,7 @@ def container_document(
     }
 
 
-def infra_document(pod: SandboxRecord) -> dict[str, Any]:
+def infra_document(pod: SandboxRecord, pid: int) -> dict[str, Any]:
     cfg = pod.config()
     labels = {
         **dict(cfg.labels),
@@ -148,7 +158,7 @@ def infra_document(pod: SandboxRecord) -> dict[str, Any]:
     ip, ips = _ips(pod)
     return {
         "name": _name("POD", labels, pod.attempt),
-        "pid": pod.infra_pid,
+        "pid": pid,
         "image": "",
         "created_time": pod.created_at,
         "labels": labels,

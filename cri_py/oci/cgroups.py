@@ -12,18 +12,27 @@ from cri_py.api import api_pb2
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 CONTAINER_PREFIX = "cri-py"
+# the names cAdvisor's CRI-O handler claims start with it (metrics/inspect_api.py)
+CADVISOR_PREFIX = "crio"
 
 
 def container_cgroups_path(parent: str, cid: str, driver: str, prefix: str = CONTAINER_PREFIX) -> str:
-    """The OCI cgroupsPath: a path for cgroupfs, `slice:prefix:name` for systemd; the cgroup
-    is named `<prefix>-<cid>` (`.scope` with systemd)."""
+    """The OCI cgroupsPath: a path for cgroupfs, `slice:prefix:name` for systemd.
+
+    The cgroup is `<prefix>-<cid>.scope` with systemd (runc has systemd make the scope) and
+    `<prefix>-<cid>` with cgroupfs, except where cAdvisor is to know it: kubelet merges its
+    CRI stats with cAdvisor's per container by the cgroup's last path component, which must be
+    the bare id or end in `-<id>.scope` (pkg/kubelet/stats extractIDFromCgroupPath), while
+    cAdvisor's CRI-O handler takes only names that start with `crio`: so `crio-<cid>.scope`
+    with either driver."""
     if driver == "systemd":
         slice_name = parent.rsplit("/", 1)[-1] if parent else "system.slice"
         if not slice_name.endswith(".slice"):
             slice_name = "system.slice"
         return f"{slice_name}:{prefix}:{cid}"
     parent = "/" + parent.strip("/") if parent.strip("/") else ""
-    return f"{parent}/{prefix}-{cid}"
+    suffix = ".scope" if prefix == CADVISOR_PREFIX else ""
+    return f"{parent}/{prefix}-{cid}{suffix}"
 
 
 def cgroup_relpath(cgroups_path: str, driver: str) -> str:
@@ -180,6 +189,28 @@ def read_usage(relpath: str) -> CgroupUsage | None:
         0 if limit >= _UNLIMITED else limit,
         read_int(CGROUP_ROOT / "pids" / relpath / "pids.current"),
     )
+
+
+def _hierarchies() -> list[Path]:
+    """The root of each mounted hierarchy (v1: one per controller mount, links resolved)."""
+    if is_cgroup_v2():
+        return [CGROUP_ROOT]
+    roots: dict[Path, Path] = {}
+    for entry in sorted(CGROUP_ROOT.iterdir()):
+        if entry.is_dir():
+            roots.setdefault(entry.resolve(), entry)
+    return list(roots.values())
+
+
+def make_empty_cgroup(relpath: str) -> None:
+    """A cgroup with no process, in every hierarchy that has its parent (kubelet makes a
+    pod's cgroup in each it manages): where nothing would make the parent, nothing is made,
+    so nothing of it outlives `remove_cgroup`."""
+    for root in _hierarchies():
+        target = root / relpath.strip("/")
+        if target.parent.is_dir():
+            with contextlib.suppress(FileExistsError):
+                target.mkdir()
 
 
 def remove_cgroup(relpath: str) -> None:

@@ -76,8 +76,8 @@ class HostFacts:
     capabilities: frozenset[str] = frozenset(security.ALL_CAPABILITIES)
     # a cgroup hugetlb controller the runtime can use
     hugetlb: bool = True
-    # containers' cgroups are named <prefix>-<id>: "crio" where cAdvisor is to know them
-    # (metrics/inspect_api.py)
+    # containers' cgroups are named <prefix>-<id>: `crio-<id>.scope` where cAdvisor is to
+    # know them (cgroups.container_cgroups_path, metrics/inspect_api.py)
     cgroup_prefix: str = CONTAINER_PREFIX
 
 

@@ -38,6 +38,10 @@ class SandboxRecord:
     # its start time (clock ticks after boot, /proc/<pid>/stat): a reused pid has another
     infra_start_time: int = 0
     infra: bool = False
+    # a pod without an infra process but known to cAdvisor (inspect_socket) has an empty
+    # cgroup of its own in its place, for cAdvisor's POD entry (relative to each
+    # hierarchy's root; "" = none)
+    stats_cgroup: str = ""
     ip: str = ""
     additional_ips: tuple[str, ...] = ()
     network_ready: bool = False

@@ -33,6 +33,13 @@ from cri_py.config.model import Config
 from cri_py.errors import AlreadyExists, Internal, InvalidArgument
 from cri_py.network.manager import NetworkManager, PodNetworkResult
 from cri_py.oci import exits
+from cri_py.oci.cgroups import (
+    CADVISOR_PREFIX,
+    cgroup_relpath,
+    container_cgroups_path,
+    make_empty_cgroup,
+    remove_cgroup,
+)
 from cri_py.oci.interface import ContainerRuntime
 from cri_py.oci.registry import RuntimeSet
 from cri_py.oci.spec import HostFacts, infra_spec
@@ -211,6 +218,8 @@ class PodService:
             from cri_py.network.netns import pinned_netns_path
 
             netns_path = str(pinned_netns_path(self.config.run_dir, pod_id))
+        infra = runtime.is_sandboxed or (shares_pid and not host_pid)
+        cgroup_parent = linux.cgroup_parent or self.config.cgroup_parent
         # the name is taken before anything exists, so a crash leaves a record to unwind
         # (with every path it may have created)
         pod = self.store.insert(
@@ -225,7 +234,7 @@ class PodService:
                 runtime_handler=handler or self.config.default_runtime,
                 config_b64=encode_message(config),
                 pod_dir=str(pod_dir),
-                cgroup_parent=linux.cgroup_parent or self.config.cgroup_parent,
+                cgroup_parent=cgroup_parent,
                 hostname=hostname[:63],
                 netns_path=netns_path,
                 ipc_path="" if host_ipc else str(self.ns_dir / f"{pod_id}-ipc"),
@@ -234,7 +243,8 @@ class PodService:
                 userns_path=str(self.ns_dir / f"{pod_id}-user") if own_userns else "",
                 host_pid=host_pid,
                 # the sandbox of a sandboxed runtime is its infra container's
-                infra=runtime.is_sandboxed or (shares_pid and not host_pid),
+                infra=infra,
+                stats_cgroup="" if infra else self._stats_cgroup(pod_id, cgroup_parent),
             )
         )
         failpoints.hit(failpoints.POD_SAVED_BEFORE_NETNS)
@@ -249,6 +259,17 @@ class PodService:
             self._watch_infra(pod)
         log.info("pod %s ready (%s/%s, runtime %s)", pod_id, md.namespace, md.name, pod.runtime_handler)
         return pod_id
+
+    def _stats_cgroup(self, pod_id: str, cgroup_parent: str) -> str:
+        """Where a pod without an infra process gets an empty cgroup named as an infra
+        container's would be, when cAdvisor is to know the pod (`inspect_socket`): kubelet
+        takes a pod's network counters only from cAdvisor's entry for a cgroup named for the
+        sandbox id, which the inspect API describes as `POD` with the pid of one of the
+        pod's containers (as CRI-O does for a pod whose infra container it drops)."""
+        if self.host.cgroup_prefix != CADVISOR_PREFIX:
+            return ""
+        driver = self.host.cgroup_driver
+        return cgroup_relpath(container_cgroups_path(cgroup_parent, pod_id, driver, CADVISOR_PREFIX), driver)
 
     async def _bring_up(
         self, pod: SandboxRecord, config: api_pb2.PodSandboxConfig, runtime: ContainerRuntime, host_net: bool
@@ -298,6 +319,8 @@ class PodService:
     ) -> None:
         d = pod.dir
         d.mkdir(parents=True, exist_ok=True)
+        if pod.stats_cgroup:
+            make_empty_cgroup(pod.stats_cgroup)
         dns = config.dns_config if config.HasField("dns_config") else None
         files.write_file(d / "resolv.conf", files.resolv_conf_text(dns))
         files.write_file(d / "hosts", files.hosts_text(pod.hostname, "", host_net))
@@ -467,6 +490,8 @@ class PodService:
         self.pinner.unpin(Path(p) for p in (pod.ipc_path, pod.uts_path, pod.userns_path) if p)
         if pod.shm_path:
             shm.unmount_shm(Path(pod.shm_path))
+        if pod.stats_cgroup:
+            remove_cgroup(pod.stats_cgroup)
         shutil.rmtree(pod.dir, ignore_errors=True)
 
     # ---- UpdatePodSandboxResources -----------------------------------------------------

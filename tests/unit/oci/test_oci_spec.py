@@ -446,7 +446,10 @@ def test_resources_and_oom_clamp() -> None:
     )
     assert container_cgroups_path("", CID, "cgroupfs") == f"/cri-py-{CID}"
     # named for cAdvisor's CRI-O handler when the inspect API is served
-    assert container_cgroups_path("/kubepods/pod1", CID, "cgroupfs", "crio") == f"/kubepods/pod1/crio-{CID}"
+    assert (
+        container_cgroups_path("/kubepods/pod1", CID, "cgroupfs", "crio")
+        == f"/kubepods/pod1/crio-{CID}.scope"
+    )
     assert container_cgroups_path("kubepods.slice", CID, "systemd", "crio") == f"kubepods.slice:crio:{CID}"
 
 
