@@ -74,7 +74,7 @@ RUNTIME ?= cri-py
 node-conformance: install
 	$(PY) hack/node-conformance/run --runtime $(RUNTIME) $(NODE_CONFORMANCE_ARGS)
 
-# The fixed subset `make test` runs (hack/node-conformance/subset.py: 55 specs named one by one,
+# The fixed subset `make test` runs (hack/node-conformance/subset.py: 56 specs named one by one,
 # each a different kubelet <-> runtime path; about 3 minutes here, where the whole focus takes
 # about 80), with e2e_node.test and the suite's images built first when absent.
 node-conformance-subset: install

@@ -179,7 +179,7 @@ class Config:
     # images kubelet's garbage collection must keep: exact names, `prefix*`, `*keyword*`
     pinned_images: tuple[str, ...] = ()
     # CRI-O's container inspect API for kubelet's cAdvisor (metrics/inspect_api.py), served on
-    # this socket, and containers' cgroups named crio-<id>; None = neither
+    # this socket, and containers' cgroups named crio-<id>.scope (oci/cgroups.py); None = neither
     inspect_socket: Path | None = None
 
     @functools.cached_property

@@ -5,10 +5,12 @@ scrapes) and labels a container with its pod, namespace and name only when one o
 handlers claims the cgroup: containerd's (over containerd's own gRPC API) or CRI-O's. The
 CRI-O handler is a small HTTP contract over a unix socket at a fixed path,
 /var/run/crio/crio.sock: GET /info (storage driver and root) and GET /containers/<id> (labels,
-annotations, image, init pid, rootfs, log path, IPs), for cgroups named `crio-<64 hex id>`.
-With `inspect_socket` set, the daemon answers that contract there and names its containers'
-cgroups that way (oci/cgroups.py); without, cAdvisor sees cri-py's cgroups as anonymous ones
-and /metrics/cadvisor has no pod, namespace or container labels.
+annotations, image, init pid, rootfs, log path, IPs), for cgroups whose name starts with
+`crio` and holds the 64-hex id. With `inspect_socket` set, the daemon answers that contract
+there and names its containers' cgroups `crio-<id>.scope`, which kubelet's summary API can also
+match to the CRI's containers (oci/cgroups.py); without, cAdvisor sees cri-py's cgroups as
+anonymous ones: /metrics/cadvisor has no pod, namespace or container labels, and kubelet's
+summary has the CRI's figures alone.
 
 A pod is answered for too (as `POD`, CRI-O's infra container), which cAdvisor finds as the
 cgroup named for the sandbox id: its infra process's, or the empty one a pod without an infra

@@ -11,9 +11,10 @@ mounts), logs (the CRI log path and format, logs over WebSocket, termination mes
 over WebSocket and ephemeral containers, pod status and restart policies (exit codes, SIGKILL,
 deletion, conditions, activeDeadlineSeconds), the pod network (pod to pod, pod IPs, /etc/hosts,
 hostname and FQDN, a sandbox refused for a too long hostname, host network), pod cgroups and
-overhead, environment and command overrides, image pulls from the node's registry (with a
+overhead, environment and command overrides, the stats summary kubelet builds from the CRI and
+cAdvisor, image pulls from the node's registry (with a
 pull secret, and an image updated under a running pod) and static pods. Each takes seconds to
-a minute (the slowest: the exec liveness probe, about 50 s); what the full focus has beyond
+a minute and a half (the slowest: the stats summary, about 80 s); what the full focus has beyond
 them is mostly the same paths again, or waits by design (probe periods, back-off caps,
 five-minute pending checks). The whole focus stays in `make node-conformance`.
 
@@ -85,6 +86,9 @@ SPECS: tuple[str, ...] = (
     "[sig-node] ConfigMap should be consumable via the environment [NodeConformance] [Conformance]",
     "[sig-node] Variable Expansion should allow composing env vars into new env vars [NodeConformance] [Conformance]",
     "[sig-node] Containers should be able to override the image's default command and arguments [NodeConformance] [Conformance]",
+    # stats: kubelet's summary merges the CRI's container stats with cAdvisor's (cgroup names,
+    # the pod's network counters through the inspect API)
+    "[sig-node] Summary API [NodeConformance] when querying /stats/summary should report resource usage through the stats api",
     # images
     "[sig-node] Container Runtime blackbox test when running a container with a new image [Serial] should be able to pull image [NodeConformance]",
     "[sig-node] Container Runtime blackbox test when running a container with a new image [Serial] should be able to pull from private registry with secret [NodeConformance]",
