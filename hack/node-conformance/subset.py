@@ -14,7 +14,7 @@ hostname and FQDN, a sandbox refused for a too long hostname, host network), pod
 overhead, environment and command overrides, the stats summary kubelet builds from the CRI and
 cAdvisor, image pulls from the node's registry (with a
 pull secret, and an image updated under a running pod) and static pods. Each takes seconds to
-a minute and a half (the slowest: the stats summary, about 80 s); what the full focus has beyond
+a minute and a half (the slowest: the stats summary, 60 to 80 s); what the full focus has beyond
 them is mostly the same paths again, or waits by design (probe periods, back-off caps,
 five-minute pending checks). The whole focus stays in `make node-conformance`.
 
