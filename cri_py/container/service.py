@@ -14,7 +14,6 @@ import dataclasses
 import json
 import logging
 import secrets
-import shutil
 import signal
 import time
 from pathlib import Path
@@ -56,6 +55,7 @@ from cri_py.pod.model import SandboxRecord
 from cri_py.pod.store import SandboxStore
 from cri_py.storage import idmap
 from cri_py.storage.rootfs import RootfsManager, UsernsMapping
+from cri_py.storage.trash import Trash
 from cri_py.store.codec import encode_message
 from cri_py.streaming.backend import AttachTarget, ExecTarget
 from cri_py.tasks import KeyedLocks, TaskOwner, within
@@ -122,11 +122,14 @@ class ContainerService:
         self._locks = KeyedLocks()
         # each container's OCI process (what exec starts from), read once from its bundle
         self._processes: dict[str, dict[str, Any]] = {}
+        # removed bundles wait here for a worker thread (persist dirs go with the rootfs')
+        self.run_trash = Trash(config.run_dir / "trash")
 
     # ---- life cycle --------------------------------------------------------------------
 
     async def recover(self) -> None:
         """Reconcile records with conmon and the runtime after a restart."""
+        self._empty_trash()  # what a crash left of removed containers
         for rec in list(self.store.values()):
             if rec.state == ContainerState.CREATING or self.pods.current(rec.pod_id) is None:
                 log.info("container %s: unwinding an unfinished CreateContainer", rec.id)
@@ -444,6 +447,11 @@ class ContainerService:
         self.store.delete(rec)
         self._inflight.forget(rec.id)
         self._processes.pop(rec.id, None)
+        self._empty_trash()
+
+    def _empty_trash(self) -> None:
+        self.rootfs.trash.empty_soon(self._tasks)
+        self.run_trash.empty_soon(self._tasks)
 
     def _idmap_volumes(
         self, cid: str, config: api_pb2.ContainerConfig, pod: SandboxRecord
@@ -485,8 +493,9 @@ class ContainerService:
             idmap.release(self.idmap_dir / rec.id)
         except OSError as exc:
             log.warning("container %s: idmapped volumes: %s", rec.id, exc)
-        shutil.rmtree(rec.bundle_dir, ignore_errors=True)
-        shutil.rmtree(self.persist_dir / rec.id, ignore_errors=True)
+        # renamed out now, deleted after the reply (storage/trash.py)
+        self.run_trash.move(rec.bundle_dir)
+        self.rootfs.trash.move(self.persist_dir / rec.id)
         if rec.cgroups_path and self.config.cgroup_driver == "cgroupfs":
             # the runtime's delete removes it; one that could not (runsc, when the container's
             # sandbox was gone already) leaves it to us

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from cri_py.config.model import RuntimeHandler
 from cri_py.errors import Internal, NotFound
 from cri_py.oci import conmon as monitor
-from cri_py.oci import exec_fifo, exits, features
+from cri_py.oci import exec_fifo, exits, features, runc_delete
 from cri_py.oci.attach import AttachConnection
 from cri_py.oci.cgroups import CgroupUsage, cgroup_relpath, read_usage
 from cri_py.oci.exec import ExecProcess, ExecRuntime, exec_sync
@@ -203,6 +203,12 @@ class OciRuntime:
         await self._runtime(*args, cid, str(signal))
 
     async def delete(self, cid: str, *, force: bool = False) -> None:
+        state_dir = self.root / cid
+        if (state_dir / exec_fifo.STATE).is_file():
+            # runc's own delete of a stopped container without its process: oci/runc_delete.py
+            with self._timed("delete"):
+                if await asyncio.to_thread(runc_delete.delete_stopped, state_dir):
+                    return
         args = ["delete"]
         if force:
             args.append("--force")

@@ -28,6 +28,7 @@ from cri_py.errors import Internal, InvalidArgument
 from cri_py.fsusage import TreeUsage, directory_usage
 from cri_py.storage import idmap
 from cri_py.storage import mount as sysmount
+from cri_py.storage.trash import Trash
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _OPAQUE_XATTR = "trusted.overlay.opaque"
@@ -52,6 +53,8 @@ class RootfsManager:
         self.empty = self.base / "empty"
         # a container's directory comes and goes right below base; its files change deeper
         self.tree_usage = TreeUsage(self.base, depth=0)
+        # removed writable layers wait here for a worker thread (storage/trash.py)
+        self.trash = Trash(config.root / "trash")
 
     def mountpoint(self) -> Path:
         """The directory holding the containers' writable layers (for ImageFsInfo)."""
@@ -147,7 +150,7 @@ class RootfsManager:
                 sysmount.umount(merged, sysmount.MNT_DETACH | sysmount.UMOUNT_NOFOLLOW)
 
     def remove(self, container_id: str) -> None:
-        """Unmount and delete the writable layer; idempotent."""
+        """Unmount the writable layer and move it to the trash; idempotent."""
         self.unmount(container_id)
         cdir = self._dir(container_id)
         # idmapped layer mounts a crash left between mounting them and the overlay (before
@@ -156,8 +159,7 @@ class RootfsManager:
             idmap.release(cdir / "idmap")
         except OSError as exc:
             raise Internal(f"cannot release the idmapped layers of {container_id}: {exc}") from exc
-        if cdir.exists():
-            shutil.rmtree(cdir)
+        self.trash.move(cdir)
 
     def usage(self, container_id: str) -> tuple[int, int]:
         """Bytes and inodes of the container's writable layer."""

@@ -59,6 +59,8 @@ def traces(daemon: Daemon) -> list[str]:
         daemon.run_dir / "nsfs",
         daemon.root / "containers",
         daemon.root / "images" / "ingest",
+        daemon.root / "trash",  # removed containers' trees wait there for a worker thread
+        daemon.run_dir / "trash",
     ):
         if directory.is_dir():
             found += [f"file {p}" for p in directory.iterdir()]

@@ -100,4 +100,7 @@ def test_bench_spans_breaks_rpcs_down(tmp_path: Path) -> None:
     assert any(key.startswith("proc runc exec") for key in result["ExecSync"]["spans"])
     # runc's container is released through its exec FIFO: no `runc start` process (6d94a98)
     assert not any(key.startswith("proc runc start") for key in result["StartContainer"]["spans"])
+    # and a stopped one is deleted by the daemon itself (oci/runc_delete.py): no `runc delete`
+    for rpc in ("StopContainer", "RemoveContainer", "StopPodSandbox", "RemovePodSandbox"):
+        assert not any(key.startswith("proc runc delete") for key in result[rpc]["spans"]), rpc
     assert all(info["p50_ms"] > 0 for info in result.values())
