@@ -77,8 +77,7 @@ def test_empty_soon_runs_again_for_what_came_during_a_run(tmp_path: Path) -> Non
         trash.empty_soon(owner)  # during the first run: one more follows it
         assert len(owner) == 1
         trash.go_on.set()
-        while len(owner):
-            await asyncio.sleep(0.01)
+        await asyncio.gather(*(asyncio.all_tasks() - {asyncio.current_task()}))
         assert list((tmp_path / "trash").iterdir()) == []
         await owner.close()
 
