@@ -47,6 +47,37 @@ class ContainerQueries:
             )
         return api_pb2.ContainerStatusResponse(status=status, info=info)
 
+    def status_response(self, cid: str, verbose: bool = False) -> bytes:
+        """A serialized ContainerStatusResponse. Without verbose it is kept with the record
+        (records are immutable: a change is a new record), so polling it costs no encoding."""
+        if verbose:
+            return bytes(self.status(cid, verbose).SerializeToString())
+        if not cid:
+            raise InvalidArgument("container id is required")
+        rec = self.store.get(cid)
+        cached: bytes | None = rec.__dict__.get("_status_response")
+        if cached is None:
+            cached = bytes(api_pb2.ContainerStatusResponse(status=container_status(rec)).SerializeToString())
+            rec.__dict__["_status_response"] = cached
+        return cached
+
+    def status_fields_in_pod(self, pod_id: str) -> bytes:
+        """statuses_in_pod as PodSandboxStatusResponse's serialized containers_statuses field
+        (appended to the rest of the serialized answer), each kept with its record."""
+        records = [r for r in self.store.in_pod(pod_id) if r.state != ContainerState.CREATING]
+        records.sort(key=lambda r: r.created_at, reverse=True)
+        parts = []
+        for rec in records:
+            cached: bytes | None = rec.__dict__.get("_status_field")
+            if cached is None:
+                status = container_status(rec)
+                cached = bytes(
+                    api_pb2.PodSandboxStatusResponse(containers_statuses=[status]).SerializeToString()
+                )
+                rec.__dict__["_status_field"] = cached
+            parts.append(cached)
+        return b"".join(parts)
+
     def statuses_in_pod(self, pod_id: str) -> builtins.list[api_pb2.ContainerStatus]:
         """The statuses of a pod's visible containers, newest first (PodSandboxStatus carries
         them: kubelet's evented PLEG reads them there instead of asking per container, and takes

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -110,6 +111,8 @@ class NetworkManager:
         self._status_error: str | None = None
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
         self._known: dict[str, Attachment] = {}
+        # each pod's parsed addresses, with the attachment and result they came from
+        self._results: dict[str, tuple[Attachment, dict[str, Any] | None, PodNetworkResult]] = {}
         # per pod, a netlink socket inside its netns for the status and stats reads (closed on DEL)
         self._readers: dict[str, NetnsReader] = {}
         self._watcher: asyncio.Task[None] | None = None
@@ -394,6 +397,7 @@ class NetworkManager:
                 await self._delete_without_netns(attachment)
             self._cache.delete(pod_id)
             self._known.pop(pod_id, None)
+            self._results.pop(pod_id, None)
 
     async def _delete_without_netns(self, attachment: Attachment) -> None:
         """DEL after the pod's namespace is gone (removed early, or a reboot).
@@ -436,7 +440,15 @@ class NetworkManager:
         inode = netns_ops.netns_inode(Path(attachment.netns))
         if inode is None or (attachment.netns_inode is not None and inode != attachment.netns_inode):
             return None
-        return _to_result(attachment)
+        # parsed once per result (kubelet asks for the pod's status every second or so)
+        kept = self._results.get(pod_id)
+        if kept is None or kept[0] is not attachment or kept[1] is not attachment.result:
+            kept = (attachment, attachment.result, _to_result(attachment))
+            self._results[pod_id] = kept
+        parsed = kept[2]
+        return dataclasses.replace(
+            parsed, additional_ips=list(parsed.additional_ips), interfaces=list(parsed.interfaces)
+        )
 
     async def verified_pod_ips(self, pod_id: str) -> PodNetworkResult | None:
         """Like pod_ips, keeping only addresses that are really configured in the netns."""

@@ -9,10 +9,14 @@ namespace's loopback is brought up here too (set_link_up): ordinary pods then ne
 pyroute2 (~8 MiB resident once imported); the stand-in namespaces of netns.py still use it.
 
 The socket holds a reference to the namespace: close() must run when the pod's network goes.
+It is also subscribed to the namespace's address changes, so address_set() dumps again only
+after the kernel said an address came or went (a pod's addresses change at set-up, then almost
+never): polling PodSandboxStatus then costs one non-blocking read per call, not a dump.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 import struct
@@ -28,6 +32,7 @@ _IFINFOMSG = struct.Struct("=BxHiII")  # family, type, index, flags, change
 _IFADDRMSG = struct.Struct("=BBBBI")  # family, prefixlen, flags, scope, index
 _IFLA_IFNAME, _IFLA_STATS64 = 3, 23
 _IFA_ADDRESS, _IFA_LOCAL = 1, 2
+_RTMGRP_IPV4_IFADDR, _RTMGRP_IPV6_IFADDR = 0x10, 0x100
 _RTNL_STATS64 = struct.Struct("=4Q")  # rx_packets, tx_packets, rx_bytes, tx_bytes (first fields)
 
 
@@ -53,6 +58,9 @@ class NetnsReader:
         self.netns = netns
         self._lock = threading.Lock()
         self._seq = 0
+        # the last address dump, and whether the kernel announced a change since
+        self._addresses: frozenset[str] | None = None
+        self._changed = False
         from cri_py.network.netns import run_in_netns_raw  # netns.py uses set_link_up from here
 
         self._sock = run_in_netns_raw(netns, self._open)
@@ -60,7 +68,7 @@ class NetnsReader:
     @staticmethod
     def _open() -> socket.socket:
         sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, socket.NETLINK_ROUTE)
-        sock.bind((0, 0))
+        sock.bind((0, _RTMGRP_IPV4_IFADDR | _RTMGRP_IPV6_IFADDR))
         return sock
 
     def close(self) -> None:
@@ -75,7 +83,13 @@ class NetnsReader:
             self._sock.send(request + body)
             messages: list[tuple[int, bytes, int, int]] = []
             while True:
-                data = self._sock.recv(65536)
+                try:
+                    data = self._sock.recv(65536)
+                except OSError as exc:
+                    if exc.errno != errno.ENOBUFS:
+                        raise
+                    self._changed = True  # announcements were lost: the next look dumps
+                    continue
                 offset = 0
                 while offset + _NLMSG_HDR.size <= len(data):
                     length, mtype, _flags, mseq, _pid = _NLMSG_HDR.unpack_from(data, offset)
@@ -90,10 +104,38 @@ class NetnsReader:
                                 raise OSError(-code, os.strerror(-code))
                         else:
                             messages.append((mtype, data, offset + _NLMSG_HDR.size, offset + length))
+                    else:
+                        self._changed = True  # an announcement (or an older dump's leftover)
                     offset += (length + 3) & ~3
 
+    def _drain(self) -> None:
+        """Read what the kernel announced since the last look (never waits)."""
+        while True:
+            try:
+                data = self._sock.recv(65536, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                if exc.errno != errno.ENOBUFS:
+                    raise
+                data = b"lost"
+            if not data:
+                return
+            self._changed = True
+
     def address_set(self) -> set[str]:
-        """Every address in the namespace (one dump: no interface names needed)."""
+        """Every address in the namespace: the last dump's, unless the kernel announced a
+        change since (then one dump; no interface names needed)."""
+        with self._lock:
+            self._drain()
+            if self._addresses is not None and not self._changed:
+                return set(self._addresses)
+            self._changed = False
+        found = self._dump_addresses()
+        self._addresses = frozenset(found)
+        return found
+
+    def _dump_addresses(self) -> set[str]:
         found: set[str] = set()
         for mtype, data, start, end in self._dump(_RTM_GETADDR, _IFADDRMSG.pack(0, 0, 0, 0, 0)):
             if mtype != _RTM_NEWADDR:

@@ -44,6 +44,34 @@ class PodQueries:
             network.additional_ips.extend(api_pb2.PodIP(ip=ip) for ip in checked.additional_ips)
         return response
 
+    async def status_response(self, pod_id: str, verbose: bool = False) -> bytes:
+        """checked_status serialized, without its timestamp. Without verbose it is kept with the
+        record for its readiness and checked addresses, so polling costs no encoding."""
+        if verbose:
+            full = await self.checked_status(pod_id, verbose)
+            full.ClearField("timestamp")
+            return bytes(full.SerializeToString())
+        if not pod_id:
+            raise InvalidArgument("pod sandbox id is required")
+        pod = self.store.get(pod_id)
+        ready = self.store.is_ready(pod)
+        ips: tuple[str, ...] | None = None
+        if pod.network_ready and ready:
+            checked = await self.network.verified_pod_ips(pod.id)
+            ips = () if checked is None else (checked.ip, *checked.additional_ips)
+        key = (ready, ips)
+        cached: tuple[object, bytes] | None = pod.__dict__.get("_status_response")
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        status = sandbox_status(pod, ready)
+        if ips is not None:
+            del status.network.additional_ips[:]
+            status.network.ip = ips[0] if ips else ""
+            status.network.additional_ips.extend(api_pb2.PodIP(ip=ip) for ip in ips[1:])
+        encoded = bytes(api_pb2.PodSandboxStatusResponse(status=status).SerializeToString())
+        pod.__dict__["_status_response"] = (key, encoded)
+        return encoded
+
     def status(self, pod_id: str, verbose: bool = False) -> api_pb2.PodSandboxStatusResponse:
         if not pod_id:
             raise InvalidArgument("pod sandbox id is required")

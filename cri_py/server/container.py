@@ -50,8 +50,8 @@ class ContainerHandlers:
 
     async def ContainerStatus(
         self, request: api_pb2.ContainerStatusRequest, context: Context
-    ) -> api_pb2.ContainerStatusResponse:
-        return self.services.container_queries.status(request.container_id, request.verbose)
+    ) -> bytes:  # a serialized ContainerStatusResponse, kept with the record
+        return self.services.container_queries.status_response(request.container_id, request.verbose)
 
     async def UpdateContainerResources(
         self, request: api_pb2.UpdateContainerResourcesRequest, context: Context

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING
 
 from cri_py.api import api_pb2
@@ -37,15 +38,15 @@ class SandboxHandlers:
 
     async def PodSandboxStatus(
         self, request: api_pb2.PodSandboxStatusRequest, context: Context
-    ) -> api_pb2.PodSandboxStatusResponse:
-        response = await self.services.pod_queries.checked_status(request.pod_sandbox_id, request.verbose)
+    ) -> bytes:  # a serialized PodSandboxStatusResponse, pieced from parts kept with the records
+        pod_part = await self.services.pod_queries.status_response(request.pod_sandbox_id, request.verbose)
         # the answer has a timestamp (when the sandbox was read), so kubelet's evented PLEG takes
         # the pod's containers from it alone, as CRI-O with pod events does; read after that
-        # moment, they are never older than it says
-        response.containers_statuses.extend(
-            self.services.container_queries.statuses_in_pod(response.status.id)
-        )
-        return response
+        # moment, they are never older than it says (the parts are serialized fields of the
+        # same message: concatenated, they are one answer)
+        stamp = api_pb2.PodSandboxStatusResponse(timestamp=time.time_ns()).SerializeToString()
+        containers = self.services.container_queries.status_fields_in_pod(request.pod_sandbox_id)
+        return pod_part + stamp + containers
 
     async def ListPodSandbox(
         self, request: api_pb2.ListPodSandboxRequest, context: Context

@@ -66,3 +66,32 @@ def test_a_closed_reader_refuses(pod_netns: Path) -> None:
     reader.close()
     with pytest.raises(OSError):
         reader.addresses()
+
+
+def test_address_set_is_kept_until_the_kernel_announces_a_change(pod_netns: Path) -> None:
+    reader = NetnsReader(pod_netns)
+    try:
+        first = reader.address_set()
+        dumps = 0
+        real_dump = reader._dump_addresses
+
+        def counted() -> set[str]:
+            nonlocal dumps
+            dumps += 1
+            return real_dump()
+
+        reader._dump_addresses = counted  # type: ignore[method-assign]
+        assert reader.address_set() == first
+        assert reader.interface_stats()  # another dump on the same socket
+        assert reader.address_set() == first
+        assert dumps == 0
+
+        def drop(ipr: object) -> None:
+            index = ipr.link_lookup(ifname="eth0")[0]  # type: ignore[attr-defined]
+            ipr.addr("del", index=index, address="10.218.255.5", prefixlen=24)  # type: ignore[attr-defined]
+
+        netns_ops.run_in_netns(pod_netns, drop)
+        assert reader.address_set() == first - {"10.218.255.5"}
+        assert dumps == 1
+    finally:
+        reader.close()
