@@ -13,14 +13,17 @@ import binascii
 import contextlib
 import logging
 from collections.abc import Callable, Sequence
-
-from websockets.frames import Frame, Opcode
-from websockets.http11 import Request
-from websockets.server import ServerProtocol
-from websockets.typing import Subprotocol
+from typing import TYPE_CHECKING
 
 from cri_py.streaming.channels import CommandChannels
 from cri_py.streaming.inbox import Inbox
+
+if TYPE_CHECKING:
+    # imported where a WebSocket is first served: `websockets` is ~1.2 MiB resident, and a
+    # node whose kubelet streams over SPDY (or never streams) needs none of it
+    from websockets.frames import Frame
+    from websockets.server import ServerProtocol
+    from websockets.typing import Subprotocol
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +88,9 @@ class WsConnection:
         for real, safe in alias.items():
             raw_request = raw_request.replace(real.encode(), safe.encode())
         supported = [alias.get(p, p) for p in subprotocols]
+        from websockets.http11 import Request
+        from websockets.server import ServerProtocol
+        from websockets.typing import Subprotocol
 
         def select(_: ServerProtocol, offered: Sequence[Subprotocol]) -> Subprotocol | None:
             for choice in supported:
@@ -140,6 +146,8 @@ class WsConnection:
             await self._writer.wait_closed()
 
     async def run(self) -> None:
+        from websockets.frames import Frame
+
         try:
             while True:
                 data = await self._reader.read(65536)
@@ -160,6 +168,8 @@ class WsConnection:
             return
 
     def _on_frame(self, frame: Frame) -> None:
+        from websockets.frames import Opcode
+
         if frame.opcode in (Opcode.TEXT, Opcode.BINARY, Opcode.CONT):
             self._fragments.append(bytes(frame.data))
             if not frame.fin:
