@@ -47,12 +47,12 @@ from benchlib.compare import (
     run_measures,
 )
 from benchlib.cri import CriClient
-from benchlib.cripy import CriPyDaemon
 from benchlib.floors import interleaved_floors
 from benchlib.measure import Bench, Target
-from benchlib.network import add_guard, bench_net, remove_guard
+from benchlib.network import add_guard, remove_guard
 from benchlib.registry import LocalRegistry
 from benchlib.runtimes import leftovers
+from benchlib.session import wrapped_cripy
 from benchlib.util import log
 
 REPO = Path(__file__).resolve().parents[2]
@@ -215,38 +215,20 @@ def single(args: argparse.Namespace) -> dict[str, Any]:
 def spans_mode(args: argparse.Namespace) -> int:
     from benchlib import spans
 
-    cgroup_parent = f"/cri-bench-{os.getpid()}"
     with bench_workdir(args.workdir_base) as workdir:
-        registry = LocalRegistry(workdir / "registry")
-        net = bench_net("cripy", 1, workdir)
         span_file = workdir / "spans.jsonl"
         os.environ["SPAN_OUT"] = str(span_file)
         # a --cri-py-wrapper of one's own must call spantrace.install() itself
         script = args.cri_py_wrapper or Path(spans.__file__).with_name("spantrace.py")
         wrapper = [sys.executable, str(Path(script).resolve())]
-        cripy = CriPyDaemon(workdir / "cri-py", "", net, cgroup_parent, wrapper=wrapper)
-        add_guard()
-        try:
-            registry.start()
-            busybox = registry.build_test_images(["busybox"])["busybox"]
-            cripy.registry_host = registry.host
-            cripy.start()
-            client = CriClient(cripy.endpoint, busybox, workdir / "pod-logs", cgroup_parent)
-            try:
-                client.wait_ready()
-                client.pull(busybox)
-                marks = spans.record(client, args.n, args.warmup)
-            finally:
-                client.remove_bench_pods()
-                client.close()
-        finally:
-            cripy.stop()
-            registry.stop()
-            net.remove_bridge()
-            remove_guard()
-            left = leftovers(workdir, cgroup_parent, [net.bridge])
-            if left:
-                log(f"LEFT BEHIND: {left}")
+
+        def busybox_image(registry: LocalRegistry) -> str:
+            return registry.build_test_images(["busybox"])["busybox"]
+
+        with wrapped_cripy(workdir, wrapper, busybox_image, lambda ref: ref) as session:
+            session.client.pull(session.images)
+            marks = spans.record(session.client, args.n, args.warmup)
+        left = session.left
         result = spans.breakdown(marks, span_file)
     print("\n".join(spans.lines(result)))
     args.out.mkdir(parents=True, exist_ok=True)

@@ -20,13 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from benchlib.compare import bench_workdir
-from benchlib.cri import CriClient
-from benchlib.cripy import CriPyDaemon
 from benchlib.images import push_bench_images
-from benchlib.network import add_guard, bench_net, remove_guard
-from benchlib.registry import LocalRegistry
-from benchlib.runtimes import leftovers
-from benchlib.util import log
+from benchlib.session import wrapped_cripy
 
 HERE = Path(__file__).resolve().parent
 
@@ -50,57 +45,33 @@ def _grew(before: dict[str, int], after: dict[str, int], floor: int = 256) -> li
 
 
 def run(args: argparse.Namespace) -> int:
-    cgroup_parent = f"/cri-bench-{os.getpid()}"
     steps: list[tuple[str, dict[str, Any]]] = []
     with bench_workdir(args.workdir_base) as workdir:
-        registry = LocalRegistry(workdir / "registry")
-        net = bench_net("cripy", 1, workdir)
         out = workdir / "memory.jsonl"
         os.environ["MEM_OUT"] = str(out)
         os.environ["MEM_FRAMES"] = "0" if args.no_tracemalloc else "1"
         wrapper = [sys.executable, str(HERE / "memtrace.py")]
-        cripy = CriPyDaemon(workdir / "cri-py", "", net, cgroup_parent, wrapper=wrapper)
-        add_guard()
-        try:
-            registry.start()
-            images = push_bench_images(registry)
-            cripy.registry_host = registry.host
-            cripy.start()
-            client = CriClient(cripy.endpoint, images.busybox, workdir / "pod-logs", cgroup_parent)
-            try:
-                client.wait_ready()
-                time.sleep(2)
-                steps.append(("fresh", _dump(cripy.pid, out, len(steps))))
-                client.pull(images.busybox)
-                steps.append(("busybox pulled", _dump(cripy.pid, out, len(steps))))
-                for i in range(10):
-                    pod = client.pod_with_container(f"bench-mem-{i}")
-                    client.exec_sync(pod.containers[0], ["true"])
-                    client.teardown_pod(pod)
-                steps.append(("10 pods with exec, gone", _dump(cripy.pid, out, len(steps))))
-                client.pull(images.big)
-                client.remove_image(images.big)
-                steps.append(("100 MB pulled and removed", _dump(cripy.pid, out, len(steps))))
-                with ThreadPoolExecutor(5) as pool:
-                    pods = list(
-                        pool.map(lambda i: client.pod_with_container(f"bench-mem-many-{i}"), range(110))
-                    )
-                steps.append(("110 pods running", _dump(cripy.pid, out, len(steps))))
-                with ThreadPoolExecutor(5) as pool:
-                    list(pool.map(client.teardown_pod, pods))
-                time.sleep(2)
-                steps.append(("110 pods gone", _dump(cripy.pid, out, len(steps))))
-            finally:
-                client.remove_bench_pods()
-                client.close()
-        finally:
-            cripy.stop()
-            registry.stop()
-            net.remove_bridge()
-            remove_guard()
-            left = leftovers(workdir, cgroup_parent, [net.bridge])
-            if left:
-                log(f"LEFT BEHIND: {left}")
+        with wrapped_cripy(workdir, wrapper, push_bench_images, lambda images: images.busybox) as session:
+            client, images, pid = session.client, session.images, session.daemon.pid
+            time.sleep(2)
+            steps.append(("fresh", _dump(pid, out, len(steps))))
+            client.pull(images.busybox)
+            steps.append(("busybox pulled", _dump(pid, out, len(steps))))
+            for i in range(10):
+                pod = client.pod_with_container(f"bench-mem-{i}")
+                client.exec_sync(pod.containers[0], ["true"])
+                client.teardown_pod(pod)
+            steps.append(("10 pods with exec, gone", _dump(pid, out, len(steps))))
+            client.pull(images.big)
+            client.remove_image(images.big)
+            steps.append(("100 MB pulled and removed", _dump(pid, out, len(steps))))
+            with ThreadPoolExecutor(5) as pool:
+                pods = list(pool.map(lambda i: client.pod_with_container(f"bench-mem-many-{i}"), range(110)))
+            steps.append(("110 pods running", _dump(pid, out, len(steps))))
+            with ThreadPoolExecutor(5) as pool:
+                list(pool.map(client.teardown_pod, pods))
+            time.sleep(2)
+            steps.append(("110 pods gone", _dump(pid, out, len(steps))))
     previous: dict[str, Any] | None = None
     for name, report in steps:
         st = report["status"]
