@@ -76,12 +76,19 @@ class ChunkPipe:
                 out = b"".join(bytes(c) for c in self._chunks)
                 self._chunks.clear()
             else:
-                head = self._chunks[0]
-                if len(head) <= size:
-                    out = bytes(self._chunks.popleft())
-                else:
-                    out = bytes(head[:size])
-                    self._chunks[0] = head[size:]
+                # as much as is buffered, up to size: fewer and bigger reads downstream (each
+                # one hashes, writes and may wait for the GIL)
+                parts: list[memoryview] = []
+                want = size
+                while self._chunks and want > 0:
+                    head = self._chunks[0]
+                    if len(head) <= want:
+                        parts.append(self._chunks.popleft())
+                    else:
+                        parts.append(head[:want])
+                        self._chunks[0] = head[want:]
+                    want -= len(parts[-1])
+                out = b"".join(parts)
             self._buffered -= len(out)
             # the producer clears the event under this lock, so this read is reliable
             if self._buffered <= self._high and not self._room.is_set():

@@ -79,6 +79,27 @@ class _Prepended:
         return out
 
 
+class _ReadAhead:
+    """Serves gzip's small reads (8 KiB each in Python 3.11) from big reads of the source: each
+    source read is a pipe hand-off, a hash update and a write(2) of the compressed blob, and
+    each of those gives the GIL away and must win it back from the event loop."""
+
+    def __init__(self, source: Readable, size: int = _CHUNK) -> None:
+        self._source = source
+        self._size = size
+        self._buf = memoryview(b"")
+
+    def read(self, size: int = -1) -> bytes:
+        if size < 0:
+            out, self._buf = bytes(self._buf) + self._source.read(), memoryview(b"")
+            return out
+        if not self._buf:
+            self._buf = memoryview(self._source.read(max(size, self._size)))
+        out = bytes(self._buf[:size])
+        self._buf = self._buf[size:]
+        return out
+
+
 class _Hashing:
     """Hash and count the uncompressed stream as tarfile reads it; enforce the byte bound."""
 
@@ -116,7 +137,7 @@ def decompressed(raw: Readable) -> Readable:
     head = _read_exact_head(raw, 4)
     stream = _Prepended(head, raw)
     if head.startswith(_GZIP_MAGIC):
-        return cast(Readable, gzip.GzipFile(fileobj=cast(Any, stream), mode="rb"))
+        return cast(Readable, gzip.GzipFile(fileobj=cast(Any, _ReadAhead(stream)), mode="rb"))
     if head.startswith(_ZSTD_MAGIC):
         reader: Readable = zstandard.ZstdDecompressor().stream_reader(
             cast(Any, stream), read_across_frames=True

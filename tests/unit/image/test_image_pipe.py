@@ -52,3 +52,17 @@ def test_abort_reaches_the_reader() -> None:
             await asyncio.to_thread(pipe.read, 100)
 
     asyncio.run(run())
+
+
+def test_a_read_takes_every_buffered_chunk_up_to_its_size() -> None:
+    async def run() -> list[bytes]:
+        pipe = ChunkPipe(asyncio.get_running_loop())
+        for i in range(5):
+            await pipe.put(bytes([i]) * 100)
+        pipe.close()
+        return [pipe.read(250), pipe.read(1000), pipe.read(10)]
+
+    first, second, end = asyncio.run(run())
+    assert first == b"\x00" * 100 + b"\x01" * 100 + b"\x02" * 50
+    assert second == b"\x02" * 50 + b"\x03" * 100 + b"\x04" * 100
+    assert end == b""
