@@ -24,13 +24,11 @@ class Completed:
 
 
 async def run(args: Sequence[str], *, stdin: bytes | None = None, time_limit: float = 60.0) -> Completed:
-    proc = await asyncio.create_subprocess_exec(
-        *args,
-        stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        start_new_session=True,
-    )
+    """Run a runtime call to its end, `time_limit` at most (the daemon's own bound, also when
+    the client set no deadline). The call runs in a session of its own: whatever ends it
+    early (the limit, the request's deadline or cancellation, an error) kills that session's
+    whole process group and reaps the runtime before the exception goes on."""
+    proc = await _spawn(args, piped_stdin=stdin is not None)
     try:
         out, err = await asyncio.wait_for(proc.communicate(stdin), time_limit)
     except TimeoutError as exc:
@@ -46,13 +44,44 @@ async def run(args: Sequence[str], *, stdin: bytes | None = None, time_limit: fl
     return Completed(proc.returncode, out, err)
 
 
+async def _spawn(args: Sequence[str], *, piped_stdin: bool) -> asyncio.subprocess.Process:
+    """Start the process in a new session. The start itself is never cancelled: asyncio,
+    cancelled while it connects a new process's pipes, kills that process alone, and then
+    waits for its pipes to close, which the children it started already (a wrapper's, runsc's)
+    hold open: they run on and the request never ends. A cancellation that comes meanwhile
+    lets the start finish, kills the whole group, then goes on."""
+    starting = asyncio.ensure_future(
+        asyncio.create_subprocess_exec(
+            *args,
+            stdin=asyncio.subprocess.PIPE if piped_stdin else asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            start_new_session=True,
+        )
+    )
+    try:
+        return await asyncio.shield(starting)
+    except asyncio.CancelledError:
+        # shielded too: a second cancellation must not cut the kill short
+        await asyncio.shield(_kill_once_started(starting))
+        raise
+
+
+async def _kill_once_started(starting: asyncio.Future[asyncio.subprocess.Process]) -> None:
+    try:
+        proc = await starting
+    except Exception:
+        return  # it never ran (no such binary, ...): nothing to kill
+    await _kill_group(proc)
+
+
 async def _kill_group(proc: asyncio.subprocess.Process) -> None:
-    """The process and whatever it started (its own session): a wrapper script's children too."""
+    """The process and whatever it started (its own session, group id = its pid): a wrapper
+    script's children too. No kill of the pid alone after it: asyncio's child watcher may have
+    reaped it meanwhile (its number free for another process), and the kill's own poll would
+    take the exit status from the watcher."""
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
-    if proc.returncode is None:
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
     await proc.wait()
 
 

@@ -31,6 +31,10 @@ from cri_py.oci.stdio import StdioSession, TerminalSize
 if TYPE_CHECKING:
     from cri_py.events import EventBus
 
+# the daemon's own bound on one runtime call (update, kill, delete, ...): a request's deadline
+# ends it sooner, and a client that set none still gets an answer after this (seconds)
+CALL_LIMIT = 60.0
+
 
 class OciRuntime:
     """One runtime handler (runc, runsc, crun, ...) with its own state root."""
@@ -100,9 +104,9 @@ class OciRuntime:
             return contextlib.nullcontext()
         return self._events.timed("runtime", operation, self.name)
 
-    async def _runtime(self, *args: str, time_limit: float = 60.0, stdin: bytes | None = None) -> bytes:
+    async def _runtime(self, *args: str, stdin: bytes | None = None) -> bytes:
         with self._timed(args[0]):
-            done = await run([self.binary, *self.global_args(), *args], stdin=stdin, time_limit=time_limit)
+            done = await run([self.binary, *self.global_args(), *args], stdin=stdin, time_limit=CALL_LIMIT)
         if done.returncode != 0:
             text = done.error_text()
             lowered = text.lower()

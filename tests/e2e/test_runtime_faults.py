@@ -127,6 +127,14 @@ def sleepers(seconds: int) -> list[int]:
     return found
 
 
+def running_sleeper(seconds: int, timeout: float = 10.0) -> bool:
+    """One of the wrapper's sleeps runs (the hanging call reached the runtime)."""
+    deadline = time.monotonic() + timeout
+    while not sleepers(seconds) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return bool(sleepers(seconds))
+
+
 def other_pod_works(cri: Daemon, registry: TestRegistry) -> float:
     """A whole pod on runc while the other handler hangs; returns how long it took."""
     began = time.monotonic()
@@ -165,6 +173,14 @@ def test_a_hanging_runtime_call_ends_with_its_deadline(
     assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
     assert time.monotonic() - began < 15 + 3
     # the hanging runtime call was killed with the request: nothing of it is left running
+    deadline = time.monotonic() + 10
+    while sleepers(3591) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert sleepers(3591) == []
+    # a client that gives up before the deadline (kubelet cancelling): the same
+    cancelled = cri.runtime.UpdateContainerResources.future(update, timeout=60)
+    assert running_sleeper(3591), "the second update never reached the runtime"
+    cancelled.cancel()
     deadline = time.monotonic() + 10
     while sleepers(3591) and time.monotonic() < deadline:
         time.sleep(0.1)

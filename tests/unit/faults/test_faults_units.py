@@ -87,3 +87,69 @@ def test_full_disks_are_resource_exhausted() -> None:
     assert disk_full(full)
     assert not disk_full(OSError(errno.EACCES, "Permission denied"))
     assert status_code_for(InvalidArgument("x")) == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_a_runtime_call_cancelled_at_any_point_ends_with_all_its_processes(tmp_path: Path) -> None:
+    """A request that ends (deadline, client gone) while its runtime call is still being
+    started: what the wrapper started already goes with it, and the call ends (asyncio kills
+    the wrapper alone there, then waits for pipes its children hold open)."""
+    script = tmp_path / "wrapper"
+    script.write_text("#!/bin/sh\nsleep 3587 &\nwait\n")
+    script.chmod(0o755)
+
+    async def cancel_after(steps: int) -> None:
+        call = asyncio.ensure_future(run([str(script)], time_limit=60))
+        for _ in range(steps):
+            await asyncio.sleep(0)
+        # the loop stands still meanwhile, as on a busy daemon: the wrapper starts its child
+        time.sleep(0.2)  # noqa: ASYNC251 - blocking on purpose
+        call.cancel()
+        ended, _ = await asyncio.wait({call}, timeout=10)
+        survivors = _sleepers(b"3587")
+        for pid in survivors:
+            os.kill(pid, 9)
+        await asyncio.gather(call, return_exceptions=True)
+        assert ended, f"cancelled after {steps} loop steps, the call never ended"
+        assert not survivors, f"cancelled after {steps} loop steps, the wrapper's child ran on"
+        assert call.cancelled()
+
+    for steps in range(6):
+        asyncio.run(cancel_after(steps))
+
+
+def test_a_runtime_call_is_bounded_by_the_daemon_without_any_deadline(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """UpdateContainerResources from a client that set no deadline: the runtime call still
+    ends, at the daemon's own limit, as DEADLINE_EXCEEDED, with its wrapper's children."""
+    from cri_py.config.model import RuntimeHandler
+    from cri_py.oci import runtime as oci_runtime
+
+    script = tmp_path / "runc-hang"
+    script.write_text("#!/bin/sh\nsleep 3581 &\nwait\n")
+    script.chmod(0o755)
+    monkeypatch.setattr(oci_runtime, "CALL_LIMIT", 0.5)
+    handler = RuntimeHandler(name="hang", path=script)
+    runtime = oci_runtime.OciRuntime(handler, conmon=Path("/bin/false"), run_dir=tmp_path / "run")
+    began = time.monotonic()
+    try:
+        with pytest.raises(DeadlineExceeded, match="runc-hang update did not finish in 0.5 s") as caught:
+            asyncio.run(runtime.update("c1", {"cpu": {"shares": 512}}))
+        assert time.monotonic() - began < 5
+        assert status_code_for(caught.value) == grpc.StatusCode.DEADLINE_EXCEEDED
+        assert _sleepers(b"3581") == []
+    finally:
+        for pid in _sleepers(b"3581"):
+            os.kill(pid, 9)
+
+
+def _sleepers(seconds: bytes) -> list[int]:
+    """Live `sleep <seconds>` processes (a zombie's command line reads empty)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and (entry / "cmdline").read_bytes() == b"sleep\0" + seconds + b"\0":
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
