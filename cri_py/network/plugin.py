@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import json
 import os
+import signal
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,13 +118,10 @@ async def exec_plugin(
     try:
         out, err = await asyncio.wait_for(proc.communicate(stdin), time_limit)
     except TimeoutError:
-        proc.kill()
-        await proc.wait()
+        await _kill_group(proc)
         raise CniPluginError(binary.name, env.command, 999, f"timed out after {time_limit:g}s") from None
     except BaseException:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
+        await _kill_group(proc)
         raise
     if proc.returncode != 0:
         raise _error_from_output(binary.name, env.command, proc.returncode or 0, out, err)
@@ -135,3 +134,11 @@ async def exec_plugin(
     if not isinstance(doc, dict):
         raise CniPluginError(binary.name, env.command, 6, "result is not a JSON object")
     return doc
+
+
+async def _kill_group(proc: asyncio.subprocess.Process) -> None:
+    """The plugin and what it started (its session): a delegated IPAM plugin, an iptables run.
+    They hold the plugin's stdout and stderr, and the wait below ends only once those close."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    await proc.wait()
