@@ -36,7 +36,7 @@ from typing import Any
 from cri_py.errors import Internal
 from cri_py.oci import exits
 from cri_py.oci.interface import ExecResult
-from cri_py.oci.process import run
+from cri_py.oci.process import run, spawn
 from cri_py.oci.stdio import TerminalSize
 
 OUTPUT_CAP = 16 * 1024 * 1024  # ExecSync keeps this much of each stream (CVE-2022-1708)
@@ -140,12 +140,11 @@ class ExecProcess:
             try:
                 # a session of its own: the command inherits the process group, which a kill
                 # takes whole, as conmon does
-                self._proc = await asyncio.create_subprocess_exec(
-                    *argv,
+                self._proc = await spawn(
+                    argv,
                     stdin=stdin_r if stdin else asyncio.subprocess.DEVNULL,
                     stdout=pipes[0].write_fd,
                     stderr=pipes[-1].write_fd,
-                    start_new_session=True,
                 )
             finally:
                 # the runtime (and the command) hold their copies

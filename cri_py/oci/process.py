@@ -8,6 +8,7 @@ import os
 import signal
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from cri_py.errors import DeadlineExceeded
 
@@ -28,7 +29,12 @@ async def run(args: Sequence[str], *, stdin: bytes | None = None, time_limit: fl
     the client set no deadline). The call runs in a session of its own: whatever ends it
     early (the limit, the request's deadline or cancellation, an error) kills that session's
     whole process group and reaps the runtime before the exception goes on."""
-    proc = await _spawn(args, piped_stdin=stdin is not None)
+    proc = await spawn(
+        args,
+        stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     try:
         out, err = await asyncio.wait_for(proc.communicate(stdin), time_limit)
     except TimeoutError as exc:
@@ -44,21 +50,13 @@ async def run(args: Sequence[str], *, stdin: bytes | None = None, time_limit: fl
     return Completed(proc.returncode, out, err)
 
 
-async def _spawn(args: Sequence[str], *, piped_stdin: bool) -> asyncio.subprocess.Process:
-    """Start the process in a new session. The start itself is never cancelled: asyncio,
-    cancelled while it connects a new process's pipes, kills that process alone, and then
-    waits for its pipes to close, which the children it started already (a wrapper's, runsc's)
-    hold open: they run on and the request never ends. A cancellation that comes meanwhile
-    lets the start finish, kills the whole group, then goes on."""
-    starting = asyncio.ensure_future(
-        asyncio.create_subprocess_exec(
-            *args,
-            stdin=asyncio.subprocess.PIPE if piped_stdin else asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            start_new_session=True,
-        )
-    )
+async def spawn(args: Sequence[str], **options: Any) -> asyncio.subprocess.Process:
+    """asyncio's create_subprocess_exec in a new session, whose start is never cancelled:
+    asyncio, cancelled while it connects a new process's pipes, kills that process alone, and
+    then waits for its pipes to close, which the children it started already (a wrapper's,
+    runsc's, runc's init) hold open: they run on and the request never ends. A cancellation
+    that comes meanwhile lets the start finish, kills the whole group, then goes on."""
+    starting = asyncio.ensure_future(asyncio.create_subprocess_exec(*args, start_new_session=True, **options))
     try:
         return await asyncio.shield(starting)
     except asyncio.CancelledError:

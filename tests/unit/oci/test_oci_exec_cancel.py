@@ -1,0 +1,81 @@
+"""An exec whose request ends (deadline, client gone) while the runtime is still being started
+leaves nothing: asyncio would kill the runtime alone there, and the command it started (in the
+runtime's process group) would run on in the container."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cri_py.oci import exec as exec_module
+from cri_py.oci.exec import ExecProcess, ExecRuntime
+
+# `runc exec --detach` in small: the command starts in the runtime's group, then the pid file
+FAKE_RUNTIME = """#!/bin/sh
+while [ "$1" != "--pid-file" ]; do shift; done
+sleep 3573 &
+echo $! > "$2"
+"""
+
+
+def _commands() -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and (entry / "cmdline").read_bytes() == b"sleep\x003573\x00":
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+def test_an_exec_cancelled_while_its_runtime_starts_leaves_no_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runtime = tmp_path / "fake-runtime"
+    runtime.write_text(FAKE_RUNTIME)
+    runtime.chmod(0o755)
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    how = ExecRuntime(binary=str(runtime), global_args=(), sandbox_pids=False, scratch=scratch)
+
+    async def in_place(func: Callable[..., Any], /, *args: Any) -> Any:
+        return func(*args)
+
+    # the spec file written in place, not by a thread: the loop steps to the start are counted
+    monkeypatch.setattr(exec_module.asyncio, "to_thread", in_place)
+
+    async def cancel_after(steps: int) -> tuple[bool, list[int]]:
+        call = asyncio.ensure_future(ExecProcess.start(how, "c" * 64, {"args": ["true"]}, stdin=False))
+        for _ in range(steps):
+            await asyncio.sleep(0)
+        # the loop stands still meanwhile, as on a busy daemon: the runtime starts the command
+        time.sleep(0.2)  # noqa: ASYNC251 - blocking on purpose
+        call.cancel()
+        ended, _ = await asyncio.wait({call}, timeout=15)
+        if ended and not call.cancelled() and call.exception() is None:
+            await call.result().close()  # it had started before the cancel: the caller's to end
+        for _ in range(100):  # a killed process takes a moment to go
+            if not _commands():
+                break
+            await asyncio.sleep(0.02)
+        left = _commands()
+        for pid in left:
+            os.kill(pid, 9)
+        await asyncio.gather(call, return_exceptions=True)
+        return bool(ended), left
+
+    try:
+        for steps in range(14):
+            ended, left = asyncio.run(cancel_after(steps))
+            assert ended, f"cancelled after {steps} loop steps, the exec never ended"
+            assert left == [], f"cancelled after {steps} loop steps, the command ran on"
+    finally:
+        for pid in _commands():
+            os.kill(pid, 9)
