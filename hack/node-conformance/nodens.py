@@ -61,6 +61,8 @@ KERNEL_TUNABLES = {
 
 # directories of /var/lib kubelet and CNI use at fixed paths, kept on disk in the work directory
 VAR_LIB_DIRS = ("kubelet", "cni")
+# the host directories the node's view replaces with its own
+REPLACED_DIRS = ("/run", "/tmp", "/var/lib", "/var/log")
 
 
 class NodeError(Exception):
@@ -259,8 +261,11 @@ def _mount(*args: str) -> None:
     run("mount", *args)
 
 
-def enter_view(workdir: Path, name: str, hierarchies: Sequence[str]) -> None:
-    """Called first thing inside the node's namespaces (see the module docstring)."""
+def enter_view(workdir: Path, name: str, hierarchies: Sequence[str], keep: Sequence[Path] = ()) -> None:
+    """Called first thing inside the node's namespaces (see the module docstring). The host's
+    directories in `keep` (the checkout, the binary cache) stay visible where they are, also
+    when they lie under a directory the node replaces (a clone in /tmp, say)."""
+    kept = _hold_hidden(keep)
     staging = workdir / "node" / "cgroup-staging"
     for hierarchy in hierarchies:
         (staging / hierarchy).mkdir(parents=True, exist_ok=True)
@@ -309,10 +314,32 @@ def enter_view(workdir: Path, name: str, hierarchies: Sequence[str]) -> None:
         fake = tunables / key.replace("/", ".")
         fake.write_text(value + "\n")
         _mount("--bind", "-o", "ro", str(fake), str(path))
+    _put_back(kept)
     # a node's mounts are shared, as systemd makes them: Bidirectional volume mounts need their
     # source shared (kubelet's pod volumes under /var/lib/kubelet). The node's mounts stay
     # slaves of the host's, so nothing mounted in the node reaches the host.
     _mount("--make-rshared", "/")
+
+
+def _hold_hidden(keep: Sequence[Path]) -> dict[Path, int]:
+    """An O_PATH descriptor for each directory the node's own /run, /tmp, /var/lib or /var/log
+    will hide: the directory stays reachable through it after the tmpfs goes over its parent."""
+    hidden = [Path(root) for root in REPLACED_DIRS]
+    held: dict[Path, int] = {}
+    for path in keep:
+        path = path.resolve()
+        if path.is_dir() and any(path.is_relative_to(root) for root in hidden):
+            held[path] = os.open(path, os.O_PATH | os.O_DIRECTORY)
+    return held
+
+
+def _put_back(held: dict[Path, int]) -> None:
+    for path, fd in held.items():
+        path.mkdir(parents=True, exist_ok=True)
+        # the descriptor's /proc link, as the kernel resolves it (not as mount(8) would
+        # canonicalize its text, which names the now hidden path)
+        _mount("--no-canonicalize", "--bind", f"/proc/{os.getpid()}/fd/{fd}", str(path))
+        os.close(fd)
 
 
 def join_cgroup(pid: int, path: str, hierarchies: Sequence[str]) -> None:
