@@ -18,6 +18,7 @@ from cri_py import failpoints
 from cri_py.errors import DeadlineExceeded, Internal, InvalidArgument
 from cri_py.oci.process import run
 from cri_py.server.errors import disk_full, status_code_for
+from tests.unit.sleepers import sleepers
 
 
 def test_failpoints_are_inert_unless_armed() -> None:
@@ -105,7 +106,7 @@ def test_a_runtime_call_cancelled_at_any_point_ends_with_all_its_processes(tmp_p
         time.sleep(0.2)  # noqa: ASYNC251 - blocking on purpose
         call.cancel()
         ended, _ = await asyncio.wait({call}, timeout=10)
-        survivors = _sleepers(b"3587")
+        survivors = sleepers(3587)
         for pid in survivors:
             os.kill(pid, 9)
         await asyncio.gather(call, return_exceptions=True)
@@ -137,19 +138,7 @@ def test_a_runtime_call_is_bounded_by_the_daemon_without_any_deadline(
             asyncio.run(runtime.update("c1", {"cpu": {"shares": 512}}))
         assert time.monotonic() - began < 5
         assert status_code_for(caught.value) == grpc.StatusCode.DEADLINE_EXCEEDED
-        assert _sleepers(b"3581") == []
+        assert sleepers(3581) == []
     finally:
-        for pid in _sleepers(b"3581"):
+        for pid in sleepers(3581):
             os.kill(pid, 9)
-
-
-def _sleepers(seconds: bytes) -> list[int]:
-    """Live `sleep <seconds>` processes (a zombie's command line reads empty)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        try:
-            if entry.name.isdigit() and (entry / "cmdline").read_bytes() == b"sleep\0" + seconds + b"\0":
-                found.append(int(entry.name))
-        except OSError:
-            continue
-    return found

@@ -12,18 +12,7 @@ from pathlib import Path
 import pytest
 
 from cri_py.network.plugin import CniPluginError, PluginEnv, exec_plugin
-
-
-def _children() -> list[int]:
-    """The hanging plugin's child (matched by its unusual length)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        try:
-            if entry.name.isdigit() and (entry / "cmdline").read_bytes() == b"sleep\x003577\x00":
-                found.append(int(entry.name))
-        except OSError:
-            continue
-    return found
+from tests.unit.sleepers import sleepers
 
 
 @pytest.fixture
@@ -32,7 +21,7 @@ def hanging_plugin(tmp_path: Path) -> Iterator[Path]:
     plugin.write_text("#!/bin/sh\nsleep 3577 &\nwait\n")
     plugin.chmod(0o755)
     yield plugin
-    for pid in _children():
+    for pid in sleepers(3577):
         os.kill(pid, 9)
 
 
@@ -41,10 +30,10 @@ async def _outcome(call: asyncio.Future[object]) -> tuple[bool, list[int]]:
     then, so that a call stuck on their pipes ends too)."""
     ended, _ = await asyncio.wait({call}, timeout=10)
     for _ in range(50):
-        if not _children():
+        if not sleepers(3577):
             break
         await asyncio.sleep(0.02)
-    left = _children()
+    left = sleepers(3577)
     for pid in left:
         os.kill(pid, 9)
     await asyncio.gather(call, return_exceptions=True)
@@ -71,7 +60,7 @@ def test_a_cancelled_plugin_call_is_killed_with_its_children(hanging_plugin: Pat
         call = asyncio.ensure_future(
             exec_plugin(hanging_plugin, PluginEnv("ADD"), b"{}", cni_path="", time_limit=60)
         )
-        while not _children():  # noqa: ASYNC110 - a process of its own, nothing to wait on
+        while not sleepers(3577):  # noqa: ASYNC110 - a process of its own, nothing to wait on
             await asyncio.sleep(0.02)
         call.cancel()
         ended, left = await _outcome(call)

@@ -15,6 +15,7 @@ import pytest
 
 from cri_py.oci import exec as exec_module
 from cri_py.oci.exec import ExecProcess, ExecRuntime
+from tests.unit.sleepers import sleepers
 
 # `runc exec --detach` in small: the command starts in the runtime's group, then the pid file
 FAKE_RUNTIME = """#!/bin/sh
@@ -22,17 +23,6 @@ while [ "$1" != "--pid-file" ]; do shift; done
 sleep 3573 &
 echo $! > "$2"
 """
-
-
-def _commands() -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        try:
-            if entry.name.isdigit() and (entry / "cmdline").read_bytes() == b"sleep\x003573\x00":
-                found.append(int(entry.name))
-        except OSError:
-            continue
-    return found
 
 
 def test_an_exec_cancelled_while_its_runtime_starts_leaves_no_command(
@@ -62,10 +52,10 @@ def test_an_exec_cancelled_while_its_runtime_starts_leaves_no_command(
         if ended and not call.cancelled() and call.exception() is None:
             await call.result().close()  # it had started before the cancel: the caller's to end
         for _ in range(100):  # a killed process takes a moment to go
-            if not _commands():
+            if not sleepers(3573):
                 break
             await asyncio.sleep(0.02)
-        left = _commands()
+        left = sleepers(3573)
         for pid in left:
             os.kill(pid, 9)
         await asyncio.gather(call, return_exceptions=True)
@@ -77,5 +67,5 @@ def test_an_exec_cancelled_while_its_runtime_starts_leaves_no_command(
             assert ended, f"cancelled after {steps} loop steps, the exec never ended"
             assert left == [], f"cancelled after {steps} loop steps, the command ran on"
     finally:
-        for pid in _commands():
+        for pid in sleepers(3573):
             os.kill(pid, 9)
