@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import signal
+import time
 from pathlib import Path
 
 
@@ -16,3 +20,15 @@ def sleepers(seconds: int) -> list[int]:
         except OSError:
             continue
     return found
+
+
+async def kill_left_sleepers(seconds: int, grace: float) -> list[int]:
+    """The `sleep <seconds>` processes still alive after `grace` seconds (a killed process takes
+    a moment to go), killed then so that nothing outlives the test; returns their pids."""
+    deadline = time.monotonic() + grace
+    while sleepers(seconds) and time.monotonic() < deadline:  # noqa: ASYNC110 - other processes, nothing to wait on
+        await asyncio.sleep(0.02)
+    left = sleepers(seconds)
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    return left

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from cri_py.network.plugin import CniPluginError, PluginEnv, exec_plugin
-from tests.unit.sleepers import sleepers
+from tests.unit.sleepers import kill_left_sleepers, sleepers
 
 
 @pytest.fixture
@@ -29,13 +29,7 @@ async def _outcome(call: asyncio.Future[object]) -> tuple[bool, list[int]]:
     """Whether the call ended within 10 s, and the plugin's children left 1 s later (killed
     then, so that a call stuck on their pipes ends too)."""
     ended, _ = await asyncio.wait({call}, timeout=10)
-    for _ in range(50):
-        if not sleepers(3577):
-            break
-        await asyncio.sleep(0.02)
-    left = sleepers(3577)
-    for pid in left:
-        os.kill(pid, 9)
+    left = await kill_left_sleepers(3577, grace=1.0)
     await asyncio.gather(call, return_exceptions=True)
     return bool(ended), left
 

@@ -15,7 +15,7 @@ import pytest
 
 from cri_py.oci import exec as exec_module
 from cri_py.oci.exec import ExecProcess, ExecRuntime
-from tests.unit.sleepers import sleepers
+from tests.unit.sleepers import kill_left_sleepers, sleepers
 
 # `runc exec --detach` in small: the command starts in the runtime's group, then the pid file
 FAKE_RUNTIME = """#!/bin/sh
@@ -51,13 +51,7 @@ def test_an_exec_cancelled_while_its_runtime_starts_leaves_no_command(
         ended, _ = await asyncio.wait({call}, timeout=15)
         if ended and not call.cancelled() and call.exception() is None:
             await call.result().close()  # it had started before the cancel: the caller's to end
-        for _ in range(100):  # a killed process takes a moment to go
-            if not sleepers(3573):
-                break
-            await asyncio.sleep(0.02)
-        left = sleepers(3573)
-        for pid in left:
-            os.kill(pid, 9)
+        left = await kill_left_sleepers(3573, grace=2.0)
         await asyncio.gather(call, return_exceptions=True)
         return bool(ended), left
 
