@@ -226,20 +226,21 @@ def conf_network_names(conf_dir: Path) -> set[str]:
     return names - {""}
 
 
+def ip_allocations(workdir: Path) -> list[str]:
+    """The addresses host-local IPAM holds for this daemon's pods (one file per address)."""
+    ipam = workdir / "cni" / "ipam"
+    return sorted(
+        p.name
+        for p in ipam.rglob("*")
+        if p.is_file() and p.name != "lock" and not p.name.startswith("last_reserved_ip")
+    )
+
+
 def network_leftovers(workdir: Path, networks: set[str] | None = None) -> list[str]:
     """Host-local IP allocations and the iptables rules (portmap, masquerade) of this daemon's
     networks (a DEL removes them, and the pod's veth with them); other daemons' pods on a
     shared bridge are not ours to count."""
-    found: list[str] = []
-    ipam = workdir / "cni" / "ipam"
-    if ipam.is_dir():
-        for allocation in ipam.rglob("*"):
-            if (
-                allocation.is_file()
-                and allocation.name not in ("lock",)
-                and not allocation.name.startswith("last_reserved_ip")
-            ):
-                found.append(f"IP allocation {allocation.name}")
+    found = [f"IP allocation {address}" for address in ip_allocations(workdir)]
     rules = subprocess.run(["iptables-save"], capture_output=True, text=True, check=False).stdout
     # CNI plugins put the network name in rule comments, which iptables-save prints escaped
     quoted = {f'\\"{name}\\"' for name in {network_name(workdir), *(networks or set())}}

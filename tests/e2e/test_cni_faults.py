@@ -13,7 +13,7 @@ import pytest
 
 from cri_py.api import api_pb2
 from tests.e2e import registry_fixtures
-from tests.e2e.daemon import Daemon
+from tests.e2e.daemon import Daemon, ip_allocations
 from tests.e2e.fault_support import remove_all_and_check, traces
 from tests.e2e.registry_fixtures import TestRegistry
 from tests.e2e.test_pod_support import container_config, create_container, pod_config, pull, run_pod, start
@@ -77,15 +77,6 @@ def flaky(cri_factory: Any, registry: TestRegistry, tmp_path: Path) -> FlakyNetw
     return FlakyNetwork(cri, flags)
 
 
-def ip_allocations(cri: Daemon) -> list[str]:
-    ipam = cri.workdir / "cni" / "ipam"
-    return sorted(
-        p.name
-        for p in ipam.rglob("*")
-        if p.is_file() and p.name != "lock" and not p.name.startswith("last_reserved_ip")
-    )
-
-
 def test_cni_add_failure_creates_no_pod(flaky: FlakyNetwork) -> None:
     cri = flaky.cri
     flaky.fail("ADD")
@@ -95,7 +86,7 @@ def test_cni_add_failure_creates_no_pod(flaky: FlakyNetwork) -> None:
     assert "injected ADD failure" in (err.value.details() or "")
     assert not cri.runtime.ListPodSandbox(api_pb2.ListPodSandboxRequest(), timeout=10).items
     # the bridge's part of the ADD was undone: no address, no veth, no namespace, no row
-    assert ip_allocations(cri) == []
+    assert ip_allocations(cri.workdir) == []
     assert traces(cri) == []
     flaky.fail("ADD", on=False)
     pod_id = run_pod(cri, cfg)  # kubelet's retry, same metadata
@@ -139,5 +130,5 @@ def test_cni_del_failure_is_retried_and_removal_says_what_it_kept(
     cri.runtime.RemovePodSandbox(remove, timeout=60)
     assert not cri.runtime.ListPodSandbox(api_pb2.ListPodSandboxRequest(), timeout=10).items
     assert not netns.exists() and not any(cache.rglob(f"*{pod_id}*"))
-    assert ip_allocations(cri) == []
+    assert ip_allocations(cri.workdir) == []
     remove_all_and_check(cri)

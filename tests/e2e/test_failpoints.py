@@ -14,7 +14,7 @@ import pytest
 from cri_py import failpoints
 from cri_py.api import api_pb2
 from tests.e2e import registry_fixtures
-from tests.e2e.daemon import Daemon
+from tests.e2e.daemon import Daemon, ip_allocations
 from tests.e2e.fault_support import processes, remove_all_and_check, restart_disarmed, rpc_died, wait_died
 from tests.e2e.registry_fixtures import TestRegistry
 from tests.e2e.test_pod_support import (
@@ -33,15 +33,6 @@ registry = registry_fixtures.registry
 def armed(cri_factory: Any, registry: TestRegistry, point: str) -> Daemon:
     daemon: Daemon = cri_factory(registry.daemon_overrides(), env={failpoints.ENV: point})
     return daemon
-
-
-def ip_allocations(daemon: Daemon) -> list[str]:
-    ipam = daemon.workdir / "cni" / "ipam"
-    return sorted(
-        p.name
-        for p in ipam.rglob("*")
-        if p.is_file() and p.name != "lock" and not p.name.startswith("last_reserved_ip")
-    )
 
 
 def pod_state(daemon: Daemon, pod_id: str) -> int:
@@ -69,12 +60,12 @@ def test_run_pod_sandbox_killed_midway_converges(
     wait_died(cri, point)
     restart_disarmed(cri)
     assert pods(cri) == []  # the half-made pod was unwound at start
-    assert ip_allocations(cri) == []
+    assert ip_allocations(cri.workdir) == []
     # kubelet asks again with the same metadata and attempt
     pod_id = run_pod(cri, cfg)
     assert pod_state(cri, pod_id) == api_pb2.SANDBOX_READY
     assert [p.id for p in pods(cri)] == [pod_id]
-    assert len(ip_allocations(cri)) == 1
+    assert len(ip_allocations(cri.workdir)) == 1
     remove_all_and_check(cri)
 
 
@@ -109,13 +100,13 @@ def test_stop_pod_sandbox_killed_after_cni_del_converges(cri_factory: Any, regis
     cri = armed(cri_factory, registry, point)
     cfg = pod_config()
     pod_id = run_pod(cri, cfg)
-    assert len(ip_allocations(cri)) == 1
+    assert len(ip_allocations(cri.workdir)) == 1
     rpc_died(
         lambda: cri.runtime.StopPodSandbox(api_pb2.StopPodSandboxRequest(pod_sandbox_id=pod_id), timeout=60)
     )
     wait_died(cri, point)
     restart_disarmed(cri)
-    assert ip_allocations(cri) == []  # the DEL had run
+    assert ip_allocations(cri.workdir) == []  # the DEL had run
     cri.runtime.StopPodSandbox(api_pb2.StopPodSandboxRequest(pod_sandbox_id=pod_id), timeout=60)
     assert pod_state(cri, pod_id) == api_pb2.SANDBOX_NOTREADY
     cri.runtime.RemovePodSandbox(api_pb2.RemovePodSandboxRequest(pod_sandbox_id=pod_id), timeout=60)
