@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
 import json
 import os
-import signal
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from cri_py.errors import Internal
+from cri_py.oci.process import kill_group, spawn
 
 # libcni retries an exec that hits a binary still being written
 _BUSY_RETRIES = 5
@@ -100,13 +99,14 @@ async def exec_plugin(
     attempt = 0
     while True:
         try:
-            proc = await asyncio.create_subprocess_exec(
-                str(binary),
+            # a session of its own: a kill takes the plugin with what it started (a delegated
+            # IPAM plugin, an iptables run), which hold its stdout and stderr
+            proc = await spawn(
+                [str(binary)],
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
                 env=full_env,
-                start_new_session=True,
             )
             break
         except OSError as exc:
@@ -118,10 +118,10 @@ async def exec_plugin(
     try:
         out, err = await asyncio.wait_for(proc.communicate(stdin), time_limit)
     except TimeoutError:
-        await _kill_group(proc)
+        await kill_group(proc)
         raise CniPluginError(binary.name, env.command, 999, f"timed out after {time_limit:g}s") from None
     except BaseException:
-        await _kill_group(proc)
+        await kill_group(proc)
         raise
     if proc.returncode != 0:
         raise _error_from_output(binary.name, env.command, proc.returncode or 0, out, err)
@@ -134,11 +134,3 @@ async def exec_plugin(
     if not isinstance(doc, dict):
         raise CniPluginError(binary.name, env.command, 6, "result is not a JSON object")
     return doc
-
-
-async def _kill_group(proc: asyncio.subprocess.Process) -> None:
-    """The plugin and what it started (its session): a delegated IPAM plugin, an iptables run.
-    They hold the plugin's stdout and stderr, and the wait below ends only once those close."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    await proc.wait()

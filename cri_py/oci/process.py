@@ -38,20 +38,21 @@ async def run(args: Sequence[str], *, stdin: bytes | None = None, time_limit: fl
     try:
         out, err = await asyncio.wait_for(proc.communicate(stdin), time_limit)
     except TimeoutError as exc:
-        await _kill_group(proc)
+        await kill_group(proc)
         raise DeadlineExceeded(
             f"{os.path.basename(args[0])} {_subcommand(args)} did not finish in {time_limit:g} s and was killed"
         ) from exc
     except BaseException:
         # a cancelled request must not leave a runtime call behind
-        await _kill_group(proc)
+        await kill_group(proc)
         raise
     assert proc.returncode is not None
     return Completed(proc.returncode, out, err)
 
 
 async def spawn(args: Sequence[str], **options: Any) -> asyncio.subprocess.Process:
-    """asyncio's create_subprocess_exec in a new session, whose start is never cancelled:
+    """asyncio's create_subprocess_exec in a new session (for any helper program the daemon runs:
+    runtimes, CNI plugins), whose start is never cancelled:
     asyncio, cancelled while it connects a new process's pipes, kills that process alone, and
     then waits for its pipes to close, which the children it started already (a wrapper's,
     runsc's, runc's init) hold open: they run on and the request never ends. A cancellation
@@ -70,10 +71,10 @@ async def _kill_once_started(starting: asyncio.Future[asyncio.subprocess.Process
         proc = await starting
     except Exception:
         return  # it never ran (no such binary, ...): nothing to kill
-    await _kill_group(proc)
+    await kill_group(proc)
 
 
-async def _kill_group(proc: asyncio.subprocess.Process) -> None:
+async def kill_group(proc: asyncio.subprocess.Process) -> None:
     """The process and whatever it started (its own session, group id = its pid): a wrapper
     script's children too. No kill of the pid alone after it: asyncio's child watcher may have
     reaped it meanwhile (its number free for another process), and the kill's own poll would
