@@ -217,8 +217,7 @@ def remove_cgroup(relpath: str) -> None:
     """Remove an (empty) cgroup from every hierarchy, deepest first; ignore what's absent."""
     if not relpath.strip("/"):
         return
-    roots = [CGROUP_ROOT] if is_cgroup_v2() else [p for p in CGROUP_ROOT.iterdir() if p.is_dir()]
-    for root in roots:
+    for root in _hierarchies():
         target = root / relpath.strip("/")
         if not target.is_dir():
             continue
