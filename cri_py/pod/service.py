@@ -23,7 +23,7 @@ import shutil
 import socket
 import stat
 import time
-from collections.abc import Awaitable, Coroutine
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -284,25 +284,7 @@ class PodService:
 
             prepared.append(asyncio.to_thread(create_pinned_netns, self.config.run_dir, pod.id))
         await _all_settled(prepared)
-        # CNI ADD and the pause process do not depend on each other
-        network: PodNetworkResult | None = None
-        infra_pid = 0
-
-        async def attach() -> None:
-            nonlocal network
-            network = await self._setup_network(pod, config)
-
-        async def start_infra() -> None:
-            nonlocal infra_pid
-            infra_pid = await self._start_infra(pod, runtime)
-
-        work: list[Coroutine[Any, Any, None]] = []
-        if pod.netns_path:
-            work.append(attach())
-        if pod.infra:
-            work.append(start_infra())
-        if work:
-            await _all_or_cancel(work)
+        network, infra_pid = await self._attach_and_start(pod, config, runtime)
         ready: dict[str, Any] = {}
         if network is not None:
             failpoints.hit(failpoints.POD_NETWORK_ADDED_BEFORE_READY)
@@ -313,6 +295,35 @@ class PodService:
         if infra_pid:
             ready.update(infra_pid=infra_pid, infra_start_time=exits.start_time(infra_pid))
         return self.store.transition(pod, SandboxState.READY, **ready)
+
+    async def _attach_and_start(
+        self, pod: SandboxRecord, config: api_pb2.PodSandboxConfig, runtime: ContainerRuntime
+    ) -> tuple[PodNetworkResult | None, int]:
+        """CNI ADD and the pause process side by side (neither depends on the other).
+
+        A CNI ADD once begun runs to its end (the plugin's own time limit bounds it), also when
+        the infra start fails or the request is cancelled: a plugin killed halfway can leave an
+        address allocated under no recorded owner, or a half-made bridge that fails the next
+        pod's ADD. The unwind's DEL comes after it. The infra start is cut short instead (its
+        runtime call is killed with its process group, and the unwind deletes the container).
+        """
+        attaching = (
+            self._tasks.spawn(self._setup_network(pod, config), name=f"cni-add-{pod.id[:12]}")
+            if pod.netns_path
+            else None
+        )
+        starting = asyncio.ensure_future(self._start_infra(pod, runtime)) if pod.infra else None
+        try:
+            network = await asyncio.shield(attaching) if attaching is not None else None
+            infra_pid = await starting if starting is not None else 0
+        except BaseException:
+            if starting is not None:
+                starting.cancel()
+                await asyncio.gather(starting, return_exceptions=True)
+            if attaching is not None:
+                await asyncio.gather(asyncio.shield(attaching), return_exceptions=True)
+            raise
+        return network, infra_pid
 
     def _make_files_and_namespaces(
         self, pod: SandboxRecord, config: api_pb2.PodSandboxConfig, host_net: bool
@@ -551,15 +562,3 @@ async def _all_settled(work: list[Awaitable[Any]]) -> None:
     for result in results:
         if isinstance(result, BaseException):
             raise result
-
-
-async def _all_or_cancel(work: list[Coroutine[Any, Any, None]]) -> None:
-    """Run concurrently; the first failure cancels the rest and is raised after they end."""
-    tasks = [asyncio.ensure_future(w) for w in work]
-    try:
-        await asyncio.gather(*tasks)
-    except BaseException:
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        raise

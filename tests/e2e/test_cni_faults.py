@@ -21,15 +21,21 @@ from tests.e2e.test_pod_support import container_config, create_container, pod_c
 registry = registry_fixtures.registry
 
 # A chained plugin that passes the previous result on, and fails a command while a file of
-# that command's name exists in its flag directory.
+# that command's name exists in its flag directory; `<command>.slow` (seconds) makes it take
+# that long first, and it leaves `<command>.finished` once it has.
 FLAKY_PLUGIN = """#!/usr/bin/env python3
-import json, os, sys
+import json, os, sys, time
 conf = json.load(sys.stdin)
 command = os.environ.get("CNI_COMMAND", "")
 version = conf.get("cniVersion", "1.0.0")
 if command == "VERSION":
     print(json.dumps({"cniVersion": version, "supportedVersions": ["0.3.1", "0.4.0", "1.0.0"]}))
     sys.exit(0)
+slow = os.path.join(conf["flagDir"], command + ".slow")
+if os.path.exists(slow):
+    with open(slow) as f:
+        time.sleep(float(f.read()))
+    open(os.path.join(conf["flagDir"], command + ".finished"), "w").close()
 if os.path.exists(os.path.join(conf["flagDir"], command)):
     print(json.dumps({"cniVersion": version, "code": 999, "msg": f"injected {command} failure"}))
     sys.exit(1)
@@ -49,6 +55,12 @@ class FlakyNetwork:
             flag.touch()
         else:
             flag.unlink(missing_ok=True)
+
+    def slow(self, command: str, seconds: float) -> None:
+        (self.flags / f"{command}.slow").write_text(str(seconds))
+
+    def finished(self, command: str) -> bool:
+        return (self.flags / f"{command}.finished").exists()
 
 
 @pytest.fixture
@@ -92,6 +104,23 @@ def test_cni_add_failure_creates_no_pod(flaky: FlakyNetwork) -> None:
     pod_id = run_pod(cri, cfg)  # kubelet's retry, same metadata
     status = cri.runtime.PodSandboxStatus(api_pb2.PodSandboxStatusRequest(pod_sandbox_id=pod_id), timeout=10)
     assert status.status.state == api_pb2.SANDBOX_READY and status.status.network.ip
+    remove_all_and_check(cri)
+
+
+def test_a_failed_infra_start_lets_the_cni_add_finish_before_unwinding(flaky: FlakyNetwork) -> None:
+    """A plugin killed halfway through ADD can leave an address with no owner on record, or a
+    half-made bridge that fails the next pod: the ADD runs to its end, then DEL undoes it."""
+    cri = flaky.cri
+    flaky.slow("ADD", 1.5)
+    cfg = pod_config(pid=api_pb2.POD)  # a pod with an infra process, started beside the ADD
+    cfg.linux.sysctls["kernel.no_such_sysctl"] = "1"  # which the runtime refuses at once
+    with pytest.raises(grpc.RpcError) as err:
+        run_pod(cri, cfg)
+    assert err.value.code() == grpc.StatusCode.INTERNAL
+    assert flaky.finished("ADD"), "the CNI ADD was cut short"
+    assert not cri.runtime.ListPodSandbox(api_pb2.ListPodSandboxRequest(), timeout=10).items
+    assert ip_allocations(cri.workdir) == []
+    assert traces(cri) == []
     remove_all_and_check(cri)
 
 
