@@ -354,5 +354,16 @@ def running_daemon(
             if problems:
                 force_clean(workdir, networks)
             problems += remove_cgroup_parent(f"cri-py-e2e-{workdir.name}")
+            # the daemon's own account of what went wrong is the evidence for a leftover
+            warnings = [
+                line
+                for line in daemon.log_text().splitlines()
+                if "level=warning" in line or "level=error" in line
+            ]
             shutil.rmtree(workdir, ignore_errors=True)
-        assert not problems, "the daemon left things behind:\n" + "\n".join(problems)
+        assert not problems, (
+            "the daemon left things behind:\n"
+            + "\n".join(problems)
+            + "\nits warnings:\n"
+            + "\n".join(warnings[-40:])
+        )
