@@ -41,6 +41,9 @@ _HOST_PATHS = (
     Path("/var/lib/containers/cache/blob-info-cache-v1.sqlite"),
 )
 _MADE_NOTE = "host-paths-made"
+# CRI-O makes a `crio` cgroup in every hierarchy for itself and keeps it after it exits
+_CGROUP_ROOT = Path("/sys/fs/cgroup")
+_CGROUPS_NOTE = "cgroups-made"
 
 
 def crio_config(workdir: Path, pause_image: str, pinns: Path, runtime: str = RUNC) -> str:
@@ -168,6 +171,7 @@ class CrioPeer:
         cmd = self.write_files(peerbuild.bin_dir("crio", build=self._build))
         absent = [str(p) for p in _HOST_PATHS if not p.exists()]
         (self.workdir / _MADE_NOTE).write_text("\n".join(absent))
+        (self.workdir / _CGROUPS_NOTE).write_text("\n".join(str(p) for p in _own_cgroups() if not p.exists()))
         env = {
             **os.environ,
             "CONTAINERS_STORAGE_CONF": str(self.workdir / "storage.conf"),
@@ -207,6 +211,7 @@ class CrioPeer:
             _stop_by_pidfile(self.workdir / "crio.pid")
         cleanup_leftovers(self.workdir)
         _remove_host_paths(self.workdir / _MADE_NOTE)
+        _remove_cgroups(self.workdir / _CGROUPS_NOTE)
         if remove:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
@@ -239,6 +244,25 @@ def _remove_host_paths(note: Path) -> None:
                 path.rmdir()
             elif path.name.startswith("blob-info-cache"):
                 path.unlink()
+        except OSError:
+            pass
+
+
+def _own_cgroups() -> list[Path]:
+    if not _CGROUP_ROOT.is_dir():
+        return []
+    return [h / "crio" for h in sorted(_CGROUP_ROOT.iterdir()) if h.is_dir()]
+
+
+def _remove_cgroups(note: Path) -> None:
+    """The `crio` cgroups this run made; one still in use (another CRI-O) stays (rmdir: EBUSY)."""
+    try:
+        made = [Path(line) for line in note.read_text().splitlines() if line]
+    except OSError:
+        return
+    for path in made:
+        try:
+            path.rmdir()
         except OSError:
             pass
 
