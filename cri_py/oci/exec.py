@@ -168,9 +168,10 @@ class ExecProcess:
                     pipe.handed_over = True
             self.pid = int(await asyncio.to_thread(pid_file.read_text))
         except BaseException:
-            if self._proc is not None and self._proc.returncode is None:
-                # cancelled while the runtime was still starting the command: let it finish
-                # (briefly), so that the command it started is known and killed too
+            if self._proc is not None and self._proc.returncode in (None, 0):
+                # ended while the runtime was still starting the command (let it finish,
+                # briefly), or after it had started it (while the terminal or the pid file was
+                # awaited): the command is known by its pid file and killed too
                 self.pid = await _started_pid(self._proc, pid_file)
                 _kill_group(self._proc.pid, self.pid)
                 if self.pid > 0:  # and reaped, so no zombie of it stays in the container

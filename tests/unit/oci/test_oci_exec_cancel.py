@@ -63,3 +63,42 @@ def test_an_exec_cancelled_while_its_runtime_starts_leaves_no_command(
     finally:
         for pid in sleepers(3573):
             os.kill(pid, 9)
+
+
+# a runtime that starts the command and exits, but never sends the terminal it was asked for
+NO_TERMINAL_RUNTIME = """#!/bin/sh
+while [ "$1" != "--pid-file" ]; do shift; done
+sleep 3574 &
+echo $! > "$2"
+"""
+
+
+def test_an_exec_cancelled_after_its_runtime_exited_leaves_no_command(tmp_path: Path) -> None:
+    """The runtime is done, the command runs, and the request ends while the terminal (or the
+    pid file) is still awaited: the command is killed as well."""
+    runtime = tmp_path / "fake-runtime"
+    runtime.write_text(NO_TERMINAL_RUNTIME)
+    runtime.chmod(0o755)
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    how = ExecRuntime(binary=str(runtime), global_args=(), sandbox_pids=False, scratch=scratch)
+
+    async def cancelled_while_awaiting_the_terminal() -> list[int]:
+        call = asyncio.ensure_future(
+            ExecProcess.start(how, "c" * 64, {"args": ["true"], "terminal": True}, stdin=False)
+        )
+        deadline = time.monotonic() + 10
+        while not sleepers(3574):  # the runtime has started the command
+            assert time.monotonic() < deadline, "the stand-in runtime never started its command"
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.3)  # and exited: the daemon waits for the terminal now
+        call.cancel()
+        await asyncio.gather(call, return_exceptions=True)
+        assert call.cancelled()
+        return await kill_left_sleepers(3574, grace=2.0)
+
+    try:
+        assert asyncio.run(cancelled_while_awaiting_the_terminal()) == []
+    finally:
+        for pid in sleepers(3574):
+            os.kill(pid, 9)
