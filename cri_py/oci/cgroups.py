@@ -213,6 +213,19 @@ def make_empty_cgroup(relpath: str) -> None:
                 target.mkdir()
 
 
+def cgroup_has_processes(relpath: str) -> bool:
+    """Whether a process is still in the cgroup, or a cgroup under it, in any hierarchy."""
+    if not relpath.strip("/"):
+        return False
+    for root in _hierarchies():
+        target = root / relpath.strip("/")
+        for dirpath, _dirs, _files in os.walk(target):
+            with contextlib.suppress(OSError):
+                if Path(dirpath, "cgroup.procs").read_bytes().strip():
+                    return True
+    return False
+
+
 def remove_cgroup(relpath: str) -> None:
     """Remove an (empty) cgroup from every hierarchy, deepest first; ignore what's absent."""
     if not relpath.strip("/"):

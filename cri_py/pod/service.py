@@ -35,6 +35,7 @@ from cri_py.network.manager import NetworkManager, PodNetworkResult
 from cri_py.oci import exits
 from cri_py.oci.cgroups import (
     CADVISOR_PREFIX,
+    cgroup_has_processes,
     cgroup_relpath,
     container_cgroups_path,
     make_empty_cgroup,
@@ -438,7 +439,26 @@ class PodService:
             # (The runtime knows when: a VM's sandbox task ends before its hypervisor does.)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(runtime.wait_exit(pod.id, pod.infra_pid), INFRA_EXIT_TIMEOUT)
-        await runtime.delete(pod.id, force=True)
+        try:
+            await runtime.delete(pod.id, force=True)
+        finally:
+            await self._remove_infra_cgroup(pod)
+
+    async def _remove_infra_cgroup(self, pod: SandboxRecord) -> None:
+        """The infra container's cgroup, which runsc's delete leaves when the sandbox's processes
+        are still on their way out (the container service does the same for containers). Its
+        path is the one the bundle gave the runtime; the processes get a moment to go."""
+        if self.host.cgroup_driver != "cgroupfs":
+            return  # systemd removes a scope once it is empty
+        try:
+            spec = json.loads(await asyncio.to_thread((self.infra_bundle(pod) / "config.json").read_text))
+            relpath = cgroup_relpath(str(spec["linux"]["cgroupsPath"]), "cgroupfs")
+        except (OSError, ValueError, KeyError, TypeError):
+            return  # no bundle (never started, or removed already): nothing was made
+        deadline = time.monotonic() + INFRA_EXIT_TIMEOUT
+        while await asyncio.to_thread(cgroup_has_processes, relpath) and time.monotonic() < deadline:  # noqa: ASYNC110 - other processes, nothing to wait on
+            await asyncio.sleep(0.05)
+        await asyncio.to_thread(remove_cgroup, relpath)
 
     # ---- RemovePodSandbox --------------------------------------------------------------
 

@@ -262,3 +262,53 @@ def _is_conmon_of(proc: Path, cri: Daemon) -> bool:
     except OSError:
         return False
     return bool(argv) and argv[0].endswith(b"conmon") and str(cri.workdir).encode() in b" ".join(argv)
+
+
+# runc, except that after deleting a container named by a `linger-<id>` file beside it, the
+# container's cgroup is back with a process in it that takes a moment to go: what runsc's
+# delete leaves while a gVisor sandbox's processes are still on their way out
+LINGER_WRAPPER = """#!/usr/bin/env python3
+import json, os, subprocess, sys
+runc = "/usr/sbin/runc"
+args = sys.argv[1:]
+here = os.path.dirname(os.path.abspath(__file__))
+if "delete" not in args or not os.path.exists(os.path.join(here, "linger-" + args[-1])):
+    os.execv(runc, ["runc", *args])
+state = subprocess.run([runc, *args[: args.index("delete")], "state", args[-1]], capture_output=True, text=True)
+with open(os.path.join(json.loads(state.stdout)["bundle"], "config.json")) as f:
+    relpath = json.load(f)["linux"]["cgroupsPath"].strip("/")
+deleted = subprocess.run([runc, *args]).returncode
+lingering = subprocess.Popen(["sleep", "1.5"], start_new_session=True)
+for root in {os.path.realpath(e.path) for e in os.scandir("/sys/fs/cgroup") if e.is_dir()}:
+    target = os.path.join(root, relpath)
+    os.makedirs(target, exist_ok=True)
+    for name in ("cpuset.cpus", "cpuset.mems"):  # a new cpuset takes no task before it has both
+        if os.path.exists(os.path.join(target, name)):
+            with open(os.path.join(os.path.dirname(target), name)) as src, open(os.path.join(target, name), "w") as dst:
+                dst.write(src.read())
+    with open(os.path.join(target, "cgroup.procs"), "w") as f:
+        f.write(str(lingering.pid))
+sys.exit(deleted)
+"""
+
+
+def test_an_infra_cgroup_the_runtime_left_goes_once_its_processes_have(
+    cri_factory: Any, registry: TestRegistry, tmp_path: Path
+) -> None:
+    wrapper = tmp_path / "linger-runtime" / "runc-linger"
+    wrapper.parent.mkdir()
+    wrapper.write_text(LINGER_WRAPPER)
+    wrapper.chmod(0o755)
+    cri: Daemon = cri_factory({**registry.daemon_overrides(), "runtimes": {"linger": {"path": str(wrapper)}}})
+    cfg = pod_config(pid=api_pb2.POD)  # a pod with an infra container
+    pod_id = run_pod(cri, cfg, handler="linger")
+    (wrapper.parent / f"linger-{pod_id}").touch()
+    # an exec FIFO makes the daemon leave the delete to the runtime (runc_delete.py)
+    (cri.run_dir / "runtimes" / "linger" / pod_id / "exec.fifo").touch()
+    cgroups = [
+        h / f"cri-py-e2e-{cri.workdir.name}" / f"cri-py-{pod_id}" for h in Path("/sys/fs/cgroup").iterdir()
+    ]
+    assert any(c.is_dir() for c in cgroups)
+    cri.runtime.RemovePodSandbox(api_pb2.RemovePodSandboxRequest(pod_sandbox_id=pod_id), timeout=60)
+    assert [c for c in cgroups if c.exists()] == []
+    remove_all_and_check(cri)
