@@ -17,23 +17,28 @@ from cri_py.oci import exec as exec_module
 from cri_py.oci.exec import ExecProcess, ExecRuntime
 from tests.unit.sleepers import kill_left_sleepers, sleepers
 
-# `runc exec --detach` in small: the command starts in the runtime's group, then the pid file
+# `runc exec --detach` in small: the command (a sleep of the given length) starts in the
+# runtime's group, then the pid file; a terminal asked for is never sent
 FAKE_RUNTIME = """#!/bin/sh
 while [ "$1" != "--pid-file" ]; do shift; done
-sleep 3573 &
+sleep {seconds} &
 echo $! > "$2"
 """
+
+
+def stand_in_runtime(tmp_path: Path, seconds: int) -> ExecRuntime:
+    runtime = tmp_path / "fake-runtime"
+    runtime.write_text(FAKE_RUNTIME.format(seconds=seconds))
+    runtime.chmod(0o755)
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    return ExecRuntime(binary=str(runtime), global_args=(), sandbox_pids=False, scratch=scratch)
 
 
 def test_an_exec_cancelled_while_its_runtime_starts_leaves_no_command(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    runtime = tmp_path / "fake-runtime"
-    runtime.write_text(FAKE_RUNTIME)
-    runtime.chmod(0o755)
-    scratch = tmp_path / "scratch"
-    scratch.mkdir()
-    how = ExecRuntime(binary=str(runtime), global_args=(), sandbox_pids=False, scratch=scratch)
+    how = stand_in_runtime(tmp_path, 3573)
 
     async def in_place(func: Callable[..., Any], /, *args: Any) -> Any:
         return func(*args)
@@ -65,23 +70,10 @@ def test_an_exec_cancelled_while_its_runtime_starts_leaves_no_command(
             os.kill(pid, 9)
 
 
-# a runtime that starts the command and exits, but never sends the terminal it was asked for
-NO_TERMINAL_RUNTIME = """#!/bin/sh
-while [ "$1" != "--pid-file" ]; do shift; done
-sleep 3574 &
-echo $! > "$2"
-"""
-
-
 def test_an_exec_cancelled_after_its_runtime_exited_leaves_no_command(tmp_path: Path) -> None:
     """The runtime is done, the command runs, and the request ends while the terminal (or the
     pid file) is still awaited: the command is killed as well."""
-    runtime = tmp_path / "fake-runtime"
-    runtime.write_text(NO_TERMINAL_RUNTIME)
-    runtime.chmod(0o755)
-    scratch = tmp_path / "scratch"
-    scratch.mkdir()
-    how = ExecRuntime(binary=str(runtime), global_args=(), sandbox_pids=False, scratch=scratch)
+    how = stand_in_runtime(tmp_path, 3574)
 
     async def cancelled_while_awaiting_the_terminal() -> list[int]:
         call = asyncio.ensure_future(
