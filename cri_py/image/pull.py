@@ -29,13 +29,14 @@ from cri_py.errors import Internal, InvalidArgument, Unavailable
 from cri_py.image import mediatypes as mt
 from cri_py.image.auth import Credentials
 from cri_py.image.content import ContentStore, DigestMismatch, chain_ids
+from cri_py.image.gunzip import Readable
 from cri_py.image.local import diff_ids_of, parse_manifest
 from cri_py.image.pipe import ChunkPipe, PipeAborted, ReaderGone
 from cri_py.image.platforms import select_platform
 from cri_py.image.reference import Reference
 from cri_py.image.registry import RegistryClient, RegistrySession, read_limited
 from cri_py.image.shared import SharedWork, all_or_none, settle, to_the_end
-from cri_py.image.unpack import Readable, UnpackLimits, UnpackResult, unpack_layer
+from cri_py.image.unpack import UnpackLimits, UnpackResult, unpack_layer
 from cri_py.tasks import TaskOwner
 
 # containerd downloads three at a time too; on two cores more unpackers only contend for the GIL

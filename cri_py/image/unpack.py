@@ -16,7 +16,6 @@ bounded, so a decompression bomb fails instead of filling the disk.
 from __future__ import annotations
 
 import errno
-import gzip
 import hashlib
 import os
 import shutil
@@ -25,11 +24,12 @@ import tarfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, cast
+from typing import Any, cast
 
 import zstandard
 
 from cri_py.errors import Internal
+from cri_py.image.gunzip import GunzipError, GunzipReader, Readable
 
 OPAQUE_XATTR = "trusted.overlay.opaque"
 WHITEOUT_PREFIX = ".wh."
@@ -58,10 +58,6 @@ class UnpackResult:
     entries: int
 
 
-class Readable(Protocol):
-    def read(self, size: int = -1, /) -> bytes: ...
-
-
 class _Prepended:
     """A stream with a few already-read bytes put back in front (for sniffing magic)."""
 
@@ -76,27 +72,6 @@ class _Prepended:
             out, self._head = self._head + self._rest.read(), b""
             return out
         out, self._head = self._head[:size], self._head[size:]
-        return out
-
-
-class _ReadAhead:
-    """Serves gzip's small reads (8 KiB each in Python 3.11) from big reads of the source: each
-    source read is a pipe hand-off, a hash update and a write(2) of the compressed blob, and
-    each of those gives the GIL away and must win it back from the event loop."""
-
-    def __init__(self, source: Readable, size: int = _CHUNK) -> None:
-        self._source = source
-        self._size = size
-        self._buf = memoryview(b"")
-
-    def read(self, size: int = -1) -> bytes:
-        if size < 0:
-            out, self._buf = bytes(self._buf) + self._source.read(), memoryview(b"")
-            return out
-        if not self._buf:
-            self._buf = memoryview(self._source.read(max(size, self._size)))
-        out = bytes(self._buf[:size])
-        self._buf = self._buf[size:]
         return out
 
 
@@ -137,7 +112,7 @@ def decompressed(raw: Readable) -> Readable:
     head = _read_exact_head(raw, 4)
     stream = _Prepended(head, raw)
     if head.startswith(_GZIP_MAGIC):
-        return cast(Readable, gzip.GzipFile(fileobj=cast(Any, _ReadAhead(stream)), mode="rb"))
+        return GunzipReader(stream)
     if head.startswith(_ZSTD_MAGIC):
         reader: Readable = zstandard.ZstdDecompressor().stream_reader(
             cast(Any, stream), read_across_frames=True
@@ -166,7 +141,7 @@ def unpack_layer(
         hashing.drain()
     except tarfile.TarError as exc:
         raise Internal(f"layer is not a valid tar stream: {exc}") from exc
-    except (EOFError, OSError, zstandard.ZstdError) as exc:
+    except (EOFError, OSError, GunzipError, zstandard.ZstdError) as exc:
         if isinstance(exc, HostileLayer):
             raise
         raise Internal(f"layer could not be unpacked: {exc}") from exc
