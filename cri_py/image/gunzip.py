@@ -1,10 +1,10 @@
 """A gzip stream (RFC 1952, one or more members) read as the bytes it holds.
 
-Python 3.11's `gzip.GzipFile` inflates 8 KiB of input per call and checks the CRC in Python
-over the output again; a layer of 100 MB makes tens of thousands of such calls, each holding
-the GIL the downloading event loop wants. Here zlib gets a MiB of input per call (and checks
-the trailer's CRC-32 and size itself, which its gzip mode does), so the Python work per byte
-is small and the inflate runs with the GIL released.
+Python 3.11's `gzip.GzipFile` inflates 8 KiB of input per call and runs a second pass over
+the output for the CRC; a layer of 100 MB makes tens of thousands of such Python-level calls,
+each taking the GIL the downloading event loop wants. Here zlib gets a MiB of input per
+call and checks the trailer's CRC-32 and size itself (its gzip mode does), so the Python work
+per byte is small and the inflate runs with the GIL released.
 
 The output of one call is bounded: a hostile member that inflates a MiB of input into a GiB
 comes out a slice at a time, and the caller's byte bound stops it.
